@@ -1,0 +1,162 @@
+"""One validated configuration tree for a run.
+
+Field names follow ``transformers.TrainingArguments`` where one exists. Values resolve in the
+order defaults < YAML file < command line; unknown keys are errors. The resolved config travels
+inside every result record, so a record alone can reproduce its run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from freezebench.errors import ConfigError, did_you_mean
+
+DEFAULT_MODEL = "bert-base-cased"
+DEFAULT_DATASET = "rotten_tomatoes"
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+# Fields that say where output goes or how chatty a run is; they do not change what a run
+# measures, so they are left out of the run id.
+_NON_IDENTITY_FIELDS = frozenset({"output_dir", "save_model", "disable_tqdm", "cache_dir"})
+
+
+class RunConfig(BaseModel):
+    """Everything that determines one fine-tuning run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    # what to fine-tune on what
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dataset: str = DEFAULT_DATASET
+    dataset_config: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    encoding: str | None = None
+    max_length: int | None = Field(default=None, ge=8)
+    max_train_samples: int | None = Field(default=None, ge=2)
+    max_eval_samples: int | None = Field(default=None, ge=1)
+    group_by_length: bool = False
+
+    # how to freeze
+    strategy: str = "full"
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+
+    # the recipe (the study's: lr 2e-5, batch 16, 1 epoch, weight decay 0.01)
+    learning_rate: float = Field(default=2e-5, gt=0, le=1.0)
+    per_device_train_batch_size: int = Field(default=16, ge=1)
+    per_device_eval_batch_size: int = Field(default=64, ge=1)
+    num_train_epochs: int = Field(default=1, ge=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    seed: int = Field(default=42, ge=0)
+    precision: Precision = "auto"
+    device: str = "auto"
+
+    # speed
+    use_cache: bool = True
+    cache_dir: str | None = None
+
+    # accounting
+    price_per_hour: float = Field(default=1.0, ge=0)
+
+    # output
+    output_dir: str = "freezebench-results"
+    save_model: bool = False
+    disable_tqdm: bool | None = None
+
+    @field_validator("model", "dataset", "strategy")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value or not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine what a run measures (the basis of its id)."""
+        return self.model_dump(mode="json", exclude=set(_NON_IDENTITY_FIELDS))
+
+    def fingerprint(self) -> str:
+        """A short stable hash of :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every way it can be wrong into a :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"Config file '{path}' is not valid YAML{where}: {problem}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file '{path}' is not UTF-8 text (byte offset {exc.start})."
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file '{path}' must hold a mapping of keys to values.")
+    return data
+
+
+def build_model(model_cls: type[BaseModel], values: dict[str, Any], source: str) -> Any:
+    """Validate ``values`` into ``model_cls``; errors name the key, the value and the fix."""
+    try:
+        return model_cls.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model_cls, source)) from None
+
+
+def format_validation_error(exc: ValidationError, model_cls: type[BaseModel], source: str) -> str:
+    lines = [f"Invalid configuration in {source}:"]
+    known = list(model_cls.model_fields)
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(str(err["loc"][-1]), known)
+            lines.append(f"  unknown key '{key}'.{hint} Known keys: {', '.join(known)}.")
+        else:
+            lines.append(f"  '{key}' = {err.get('input')!r}: {err['msg']}.")
+    return "\n".join(lines)
+
+
+def resolve_run_config(
+    config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Defaults < YAML file < command-line overrides (``None`` overrides are ignored)."""
+    values: dict[str, Any] = {}
+    source = "command-line options"
+    if config_file is not None:
+        values.update(read_yaml(config_file))
+        source = f"'{config_file}' and command-line options"
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_model(RunConfig, values, source)
+
+
+def parse_key_values(pairs: list[str] | None, option: str) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as YAML scalars (``4`` -> int, ``true`` -> bool)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} expects key=value, got '{pair}'.")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            parsed[key.strip()] = raw
+    return parsed

@@ -1,0 +1,128 @@
+"""The results store: one immutable JSON record per run (format: docs/results-format.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from freezebench.errors import FreezebenchError
+
+SCHEMA_VERSION = 1
+RUNS_FOLDER = "runs"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+logger = logging.getLogger(__name__)
+
+
+def safe_name(text: str, max_length: int = 80) -> str:
+    """A file-name-safe form of ``text``: no separators, no leading dots, bounded length."""
+    cleaned = _UNSAFE.sub("-", text).strip("-.")
+    return (cleaned or "run")[:max_length]
+
+
+def run_id(strategy_label: str, learning_rate: float, seed: int, fingerprint: str) -> str:
+    """``<strategy-label>-lr<lr>-s<seed>-<hash>``, derived from the resolved config."""
+    label = safe_name(strategy_label.replace("=", "").replace(",", "-"), max_length=60)
+    return f"{label}-lr{learning_rate:g}-s{seed}-{fingerprint}"
+
+
+def runs_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / RUNS_FOLDER
+
+
+def record_path(output_dir: str | Path, record_id: str) -> Path:
+    """Where the record of ``record_id`` lives; refuses ids that would leave ``runs/``."""
+    if safe_name(record_id, max_length=200) != record_id:
+        raise FreezebenchError(f"Run id '{record_id}' is not a safe file name.")
+    return runs_dir(output_dir) / f"{record_id}.json"
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False, default=str)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_record(output_dir: str | Path, record: dict[str, Any]) -> Path:
+    path = record_path(output_dir, record["id"])
+    write_json_atomic(path, record)
+    return path
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A file under ``runs/`` that is not a valid record (truncated, not JSON, wrong shape)."""
+
+    path: Path
+    reason: str
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read one record; raise ``ValueError`` with the reason if it is not a valid record."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or not {"id", "status", "config"} <= record.keys():
+        raise ValueError("not a freezebench record (needs id, status and config)")
+    if record["id"] != path.stem:
+        raise ValueError(f"its id '{record['id']}' does not match its file name")
+    return record
+
+
+def scan_records(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[UnreadableRecord]]:
+    """All records of a results folder, sorted by id, and the files that could not be read."""
+    folder = runs_dir(output_dir)
+    records: list[dict[str, Any]] = []
+    bad: list[UnreadableRecord] = []
+    if not folder.is_dir():
+        return records, bad
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(load_record(path))
+        except (ValueError, OSError) as exc:
+            bad.append(UnreadableRecord(path, str(exc)))
+    return records, bad
+
+
+def read_records(output_dir: str | Path) -> list[dict[str, Any]]:
+    """All valid records of a results folder; unreadable files are logged and skipped."""
+    records, bad = scan_records(output_dir)
+    for item in bad:
+        logger.warning("Skipping unreadable record %s: %s", item.path, item.reason)
+    return records
+
+
+def completed_ids(output_dir: str | Path) -> set[str]:
+    """Ids of runs whose completed record exists (a sweep skips these)."""
+    return {r["id"] for r in read_records(output_dir) if r.get("status") == "completed"}
