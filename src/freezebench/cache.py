@@ -1,0 +1,161 @@
+"""The frozen-prefix cache: compute frozen layers once, reuse their outputs everywhere.
+
+Frozen bottom units run in inference mode (no dropout, no autograd), so their output is a pure
+function of the input tokens. The cache stores, per split, the hidden states at a unit boundary
+for every example, unpadded and packed (``states[offsets[i]:offsets[i+1]]`` is example ``i``).
+At the top boundary (all blocks frozen) only position 0 is kept, the one every head reads.
+
+Entries are keyed by everything that determines them: the backbone's weights, the data's
+fingerprint, the tokenizer and maximum length, the split, the boundary, the dtype and the device
+type. A deeper boundary is built from the deepest shallower one already cached, so a sweep over
+``bottom`` depths makes one pass over the data. Entries live in memory up to a byte budget and,
+with a cache folder, in ``.npy`` files that are memory-mapped back (plain arrays, never pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CachedStates:
+    """Hidden states of one split at one boundary, packed without padding."""
+
+    states: torch.Tensor    # [total_positions, hidden]
+    offsets: torch.Tensor   # [examples + 1], int64
+    cls_only: bool
+
+    @property
+    def nbytes(self) -> int:
+        return self.states.numel() * self.states.element_size() + self.offsets.numel() * 8
+
+    def batch(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded states ``[batch, width, hidden]`` and their attention mask for ``indices``."""
+        pieces = [self.states[self.offsets[i]: self.offsets[i + 1]] for i in indices]
+        hidden = pad_sequence([torch.as_tensor(p) for p in pieces], batch_first=True)
+        lengths = torch.tensor([len(p) for p in pieces])
+        mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).long()
+        non_blocking = device.type == "cuda"
+        if non_blocking:
+            hidden, mask = hidden.pin_memory(), mask.pin_memory()
+        return hidden.to(device, non_blocking=non_blocking), mask.to(device, non_blocking=non_blocking)
+
+
+def weights_digest(modules: list[torch.nn.Module]) -> str:
+    """A digest of the parameters and buffers of ``modules`` (what the prefix computes with)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for module in modules:
+        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            digest.update(name.encode())
+            data = tensor.detach().cpu().contiguous()
+            digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def cache_key(**parts: object) -> str:
+    canonical = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+class PrefixCacheStore:
+    """In-memory LRU of cached states under a byte budget, backed by an optional folder."""
+
+    def __init__(self, memory_budget_bytes: int, folder: str | Path | None = None):
+        self.memory_budget = memory_budget_bytes
+        self.folder = Path(folder) if folder else None
+        self._entries: OrderedDict[str, CachedStates] = OrderedDict()
+
+    def get(self, key: str) -> CachedStates | None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        return self._load(key)
+
+    def put(self, key: str, entry: CachedStates) -> None:
+        if self.folder is not None:
+            self._save(key, entry)
+        if entry.nbytes <= self.memory_budget:
+            self._entries[key] = entry
+            self._evict()
+
+    def memory_bytes(self) -> int:
+        return sum(e.nbytes for e in self._entries.values())
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def _evict(self) -> None:
+        while self.memory_bytes() > self.memory_budget and len(self._entries) > 1:
+            self._entries.popitem(last=False)
+
+    def _paths(self, key: str) -> tuple[Path, Path, Path]:
+        assert self.folder is not None
+        return (self.folder / f"{key}.states.npy", self.folder / f"{key}.offsets.npy",
+                self.folder / f"{key}.json")
+
+    def _save(self, key: str, entry: CachedStates) -> None:
+        states_path, offsets_path, meta_path = self._paths(key)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        dtype = str(entry.states.dtype).removeprefix("torch.")
+        raw = entry.states.cpu()
+        if raw.dtype == torch.bfloat16:
+            raw = raw.view(torch.int16)
+        for path, array in ((states_path, raw.numpy()), (offsets_path, entry.offsets.numpy())):
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, array, allow_pickle=False)
+            os.replace(tmp, path)
+        meta = {"dtype": dtype, "cls_only": entry.cls_only}
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)  # written last: its presence marks a complete entry
+
+    def _load(self, key: str) -> CachedStates | None:
+        if self.folder is None:
+            return None
+        states_path, offsets_path, meta_path = self._paths(key)
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            states = torch.from_numpy(np.load(states_path, mmap_mode="r", allow_pickle=False))
+            offsets = torch.from_numpy(np.load(offsets_path, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring unreadable prefix-cache entry %s: %s", key, exc)
+            return None
+        if meta["dtype"] == "bfloat16":
+            states = states.view(torch.bfloat16)
+        entry = CachedStates(states, offsets, bool(meta["cls_only"]))
+        if entry.nbytes <= self.memory_budget:
+            self._entries[key] = entry
+            self._evict()
+        return entry
+
+
+def default_memory_budget() -> int:
+    """A quarter of the memory available now (the rest stays for the model and the data)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.25)
+
+
+_STORES: dict[str, PrefixCacheStore] = {}
+
+
+def shared_store(folder: str | None) -> PrefixCacheStore:
+    """The process-wide store for ``folder`` (so runs of a sweep in one process share entries)."""
+    name = str(Path(folder).resolve()) if folder else ""
+    if name not in _STORES:
+        _STORES[name] = PrefixCacheStore(default_memory_budget(), folder)
+    return _STORES[name]

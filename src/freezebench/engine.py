@@ -1,0 +1,271 @@
+"""The training and evaluation loop (our own; no ``transformers.Trainer`` inside the product).
+
+The model is split at unit boundaries (:class:`~freezebench.model.StagedForward`). The frozen
+prefix, the bottom units with no trainable parameter, runs in inference mode without autograd, or
+is read from the frozen-prefix cache; everything above it trains as usual. AdamW sees the
+trainable parameters only, so frozen ones get neither gradients nor optimizer state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from freezebench.batching import SplitInputs, batch_order, forward_logits, iter_batches
+from freezebench.errors import TrainingError
+from freezebench.measure import Stopwatch
+from freezebench.model import LayerMap, StagedForward, unit_modules
+from freezebench.strategies import FreezePlan
+
+logger = logging.getLogger(__name__)
+
+_NO_DECAY_SUFFIXES = ("bias",)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"Unknown device '{name}'. Use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"Device '{name}' was asked for, but no CUDA GPU is available.")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on GPUs that support it, fp32 otherwise."""
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise TrainingError("fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- freezing
+
+
+def apply_trainable(model: nn.Module, layer_map: LayerMap, trainable: set[str]) -> int:
+    """Set ``requires_grad`` and module modes; return the frozen-prefix boundary.
+
+    Units without a trainable parameter run in eval mode (no dropout). The frozen prefix is the
+    run of such units from the bottom (embeddings, then blocks); its boundary is the number of
+    units it spans.
+    """
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+    boundary = 0
+    still_prefix = True
+    units = zip(layer_map.units(), unit_modules(model, layer_map), strict=True)
+    for (unit, names), (_, modules) in units:
+        frozen = not any(n in trainable for n in names)
+        for module in modules:
+            module.train(not frozen)
+        if still_prefix and frozen and unit not in ("pooler", "head"):
+            boundary += 1
+        else:
+            still_prefix = False
+    return boundary
+
+
+def describe_prefix(boundary: int) -> str:
+    if boundary == 0:
+        return "none"
+    if boundary == 1:
+        return "embeddings"
+    return f"embeddings+blocks[0:{boundary - 1}]"
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainOutcome:
+    history: list[dict]
+    train_seconds: float
+    steps: int
+    samples: int
+    tokens: int
+    optimizer_state_bytes: int
+    diverged_at: int | None = None
+
+
+def build_optimizer(
+    model: nn.Module, names: set[str], layer_map: LayerMap, *, learning_rate: float,
+    weight_decay: float, device: torch.device,
+) -> torch.optim.AdamW:
+    """AdamW over ``names``; biases and LayerNorm parameters get no weight decay."""
+    no_decay = set(layer_map.layernorm)
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if name not in names:
+            continue
+        if name in no_decay or name.endswith(_NO_DECAY_SUFFIXES):
+            plain.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": plain, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=fused)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def show_progress(disable_tqdm: bool | None) -> bool:
+    """Progress bars only on a terminal unless asked otherwise."""
+    return sys.stderr.isatty() if disable_tqdm is None else not disable_tqdm
+
+
+@dataclass
+class Recipe:
+    """The optimisation settings of a run (a slice of RunConfig)."""
+
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float | None
+    num_train_epochs: int
+    per_device_train_batch_size: int
+    per_device_eval_batch_size: int
+    seed: int
+    group_by_length: bool
+
+
+@dataclass
+class Evaluation:
+    logits: np.ndarray
+    labels: np.ndarray
+    loss: float
+    seconds: float
+
+
+def evaluate(
+    model: nn.Module, staged: StagedForward, inputs: SplitInputs, *, boundary: int,
+    batch_size: int, device: torch.device, precision: str,
+) -> Evaluation:
+    """Logits and mean loss over a split, whole model in inference mode."""
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()
+    order = batch_order(inputs.lengths, batch_size, shuffle=False, seed=0, epoch=0,
+                        group_by_length=False)
+    logits, loss_sum = [], torch.zeros((), device=device)
+    with Stopwatch(device) as watch, torch.inference_mode(), autocast(device, precision):
+        for batch in iter_batches(inputs, order, device):
+            out = forward_logits(staged, batch, boundary).float()
+            loss_sum += nn.functional.cross_entropy(out, batch.labels, reduction="sum")
+            logits.append(out)
+    for module, mode in was_training.items():
+        module.training = mode
+    return Evaluation(
+        logits=torch.cat(logits).cpu().numpy(), labels=inputs.labels.numpy(),
+        loss=float(loss_sum) / max(len(inputs.labels), 1), seconds=watch.seconds,
+    )
+
+
+EpochCallback = Callable[[int], dict]
+
+
+def train(
+    *, model: nn.Module, staged: StagedForward, layer_map: LayerMap, plan: FreezePlan,
+    inputs: SplitInputs, recipe: Recipe, device: torch.device, precision: str,
+    boundary: int, on_epoch_end: EpochCallback, progress: bool = False,
+) -> TrainOutcome:
+    """Train the plan's parameters; ``on_epoch_end(epoch)`` evaluates and returns its metrics.
+
+    ``boundary`` is the frozen prefix the inputs were prepared for (cached states start there).
+    Plans with a schedule (gradual unfreezing) change the trainable set as training progresses.
+    """
+    ever = plan.ever_trainable()
+    optimizer = build_optimizer(model, ever, layer_map, learning_rate=recipe.learning_rate,
+                                weight_decay=recipe.weight_decay, device=device)
+    steps_per_epoch = math.ceil(len(inputs.lengths) / recipe.per_device_train_batch_size)
+    total_steps = steps_per_epoch * recipe.num_train_epochs
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(recipe.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    trainable = plan.trainable_at(0.0)
+    boundary = min(boundary, apply_trainable(model, layer_map, trainable))
+    params = [p for n, p in model.named_parameters() if n in ever]
+    check_every = 50 if device.type == "cuda" else 1
+    history, step, seconds = [], 0, 0.0
+    bar = tqdm(total=total_steps, desc="train", disable=not progress, leave=False)
+    for epoch in range(recipe.num_train_epochs):
+        order = batch_order(inputs.lengths, recipe.per_device_train_batch_size, shuffle=True,
+                            seed=recipe.seed, epoch=epoch, group_by_length=recipe.group_by_length)
+        loss_sum = torch.zeros((), device=device)
+        with Stopwatch(device) as watch:
+            for batch in iter_batches(inputs, order, device):
+                if plan.schedule and plan.trainable_at(step / total_steps) != trainable:
+                    trainable = plan.trainable_at(step / total_steps)
+                    boundary = apply_trainable(model, layer_map, trainable)
+                    logger.info("Step %d: %d parameter tensors train, frozen prefix %s", step,
+                                len(trainable), describe_prefix(boundary))
+                with autocast(device, precision):
+                    logits = forward_logits(staged, batch, boundary)
+                    loss = nn.functional.cross_entropy(logits.float(), batch.labels)
+                scaler.scale(loss).backward()
+                if recipe.max_grad_norm:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in params if p.grad is not None], recipe.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                step += 1
+                bar.update(1)
+                if step % check_every == 0 and not torch.isfinite(loss_sum):
+                    bar.close()
+                    raise TrainingError(
+                        f"Training diverged: the loss became {float(loss_sum)} at step {step} "
+                        f"(epoch {epoch + 1}). Lower the learning rate "
+                        f"({recipe.learning_rate:g}) or use fp32.")
+        seconds += watch.seconds
+        train_loss = float(loss_sum) / len(order)
+        if not math.isfinite(train_loss):
+            bar.close()
+            raise TrainingError(f"Training diverged: the loss became {train_loss} in epoch "
+                                f"{epoch + 1} (step {step}). Lower the learning rate.")
+        metrics = on_epoch_end(epoch)
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss,
+                        "learning_rate": scheduler.get_last_lr()[0], "seconds": watch.seconds,
+                        "trainable_params": trainable_count(model), **metrics})
+    bar.close()
+    samples = len(inputs.lengths) * recipe.num_train_epochs
+    return TrainOutcome(history=history, train_seconds=seconds, steps=step, samples=samples,
+                        tokens=int(inputs.lengths.sum()) * recipe.num_train_epochs,
+                        optimizer_state_bytes=optimizer_state_bytes(optimizer))
+
+
+def trainable_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

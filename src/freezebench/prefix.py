@@ -1,0 +1,105 @@
+"""Build or fetch the frozen-prefix states of a split (see :mod:`freezebench.cache`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from freezebench.batching import SplitInputs, batch_order, iter_batches
+from freezebench.cache import CachedStates, PrefixCacheStore, cache_key
+from freezebench.engine import autocast
+from freezebench.measure import Stopwatch
+from freezebench.model import StagedForward
+
+logger = logging.getLogger(__name__)
+
+_BUILD_BATCH = 64
+
+
+@dataclass(frozen=True)
+class PrefixContext:
+    """What, besides the split and the boundary, determines the cached states."""
+
+    backbone_digest: str
+    data_fingerprint: str
+    tokenizer: str
+    max_length: int
+    precision: str
+    device_type: str
+
+    def key(self, split: str, boundary: int) -> str:
+        return cache_key(split=split, boundary=boundary, **self.__dict__)
+
+
+@dataclass
+class PrefixOutcome:
+    entries: dict[str, CachedStates]
+    build_seconds: float
+    hit: bool
+    bytes: int
+
+
+def prefix_states(
+    *, staged: StagedForward, splits: dict[str, SplitInputs], boundary: int,
+    store: PrefixCacheStore, context: PrefixContext, device: torch.device, precision: str,
+) -> PrefixOutcome:
+    """The states at ``boundary`` for every split, from the store or computed (and stored)."""
+    entries, seconds, hit = {}, 0.0, True
+    for split, inputs in splits.items():
+        key = context.key(split, boundary)
+        entry = store.get(key)
+        if entry is None:
+            hit = False
+            start_boundary, start = _deepest_below(store, context, split, boundary)
+            with Stopwatch(device) as watch:
+                entry = build_states(staged, inputs, boundary, device, precision,
+                                     start=start, start_boundary=start_boundary)
+            seconds += watch.seconds
+            store.put(key, entry)
+            logger.info("Cached %s at boundary %d from %d: %.1f MB in %.2fs", split, boundary,
+                        start_boundary, entry.nbytes / 2**20, watch.seconds)
+        entries[split] = entry
+    return PrefixOutcome(entries, seconds, hit, sum(e.nbytes for e in entries.values()))
+
+
+def _deepest_below(store: PrefixCacheStore, context: PrefixContext, split: str, boundary: int
+                   ) -> tuple[int, CachedStates | None]:
+    for candidate in range(boundary - 1, 0, -1):
+        entry = store.get(context.key(split, candidate))
+        if entry is not None and not entry.cls_only:
+            return candidate, entry
+    return 0, None
+
+
+def build_states(
+    staged: StagedForward, inputs: SplitInputs, boundary: int, device: torch.device,
+    precision: str, *, start: CachedStates | None = None, start_boundary: int = 0,
+) -> CachedStates:
+    """Run the frozen prefix over a split in inference mode and pack the unpadded states."""
+    cls_only = boundary == staged.num_boundaries
+    order = batch_order(inputs.lengths, _BUILD_BATCH, shuffle=False, seed=0, epoch=0,
+                        group_by_length=True)
+    source = SplitInputs(inputs.dataset, inputs.collator, cached=start)
+    pieces: dict[int, torch.Tensor] = {}
+    modules = [staged.embeddings, *staged.blocks]
+    modes = [m.training for m in modules]
+    for module in modules:
+        module.eval()
+    with torch.inference_mode(), autocast(device, precision):
+        for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
+            if batch.hidden is not None:
+                hidden = staged.run_blocks(batch.hidden, batch.attention_mask,
+                                           start_boundary - 1, boundary - 1)
+            else:
+                hidden = staged.to_boundary(batch.tokens, boundary)
+            hidden = hidden.cpu()
+            for row, index in enumerate(indices):
+                length = 1 if cls_only else int(inputs.lengths[index])
+                pieces[index] = hidden[row, :length].clone()
+    for module, mode in zip(modules, modes, strict=True):
+        module.train(mode)
+    ordered = [pieces[i] for i in range(len(inputs.lengths))]
+    sizes = torch.tensor([0] + [len(p) for p in ordered])
+    return CachedStates(torch.cat(ordered), torch.cumsum(sizes, 0), cls_only)

