@@ -203,3 +203,34 @@ def test_record_with_missing_sections_still_reports(tmp_path):
     markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
     assert "not recorded" in markdown
     assert json.loads((tmp_path / "runs" / f"{sparse['id']}.json").read_text())["id"]
+
+
+def test_two_datasets_get_a_section_each(tmp_path):
+    build.write_records(tmp_path, [
+        build.make_record("full", test_f1=0.86, seconds=100.0),
+        build.make_record("head", test_f1=0.70, seconds=30.0),
+        build.make_record("full", dataset="imdb", test_f1=0.93, seconds=300.0),
+        build.make_record("head", dataset="imdb", test_f1=0.80, seconds=90.0),
+    ])
+    paths = write_report(tmp_path)
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    assert markdown.startswith("# Layer-freezing study\n")
+    assert "## bert-base-cased on imdb" in markdown
+    assert "## bert-base-cased on rotten_tomatoes" in markdown
+    assert markdown.count("### The answers") == 2
+    names = {p.name for p in paths.figures}
+    assert {"bert-base-cased-imdb-pareto-time.png",
+            "bert-base-cased-rotten_tomatoes-pareto-time.png"} <= names
+    table = summary_table(tmp_path)
+    assert list(table.columns[:3]) == ["Model", "Dataset", "Strategy"]
+    assert len(table) == 4
+
+
+def test_quality_definition_and_mixed_recipes_are_stated(tmp_path):
+    build.write_records(tmp_path, [
+        build.make_record("full", seed=1, loss=(0.4, 0.3, 0.2)),
+        build.make_record("full", seed=2, loss=(0.4,)),
+    ])
+    markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
+    assert "F1 of the positive class ('pos')" in markdown
+    assert "**Mixed settings**: the runs differ in num_train_epochs (3, 1)" in markdown

@@ -110,7 +110,7 @@ def _near_best(y: pd.Series, tolerance_points: float | None) -> pd.Series | None
     span = near_span(tolerance_points)
     near = y >= y.max() - span
     near_range = max(y[near].max() - y[near].min(), 0.5)
-    if near.sum() < 2 or near.all() or (y.max() - y.min()) < 4 * near_range:
+    if near.sum() < 3 or near.all() or (y.max() - y.min()) < 4 * near_range:
         return None
     return near
 
@@ -178,12 +178,12 @@ def plot_frozen_blocks(summary: pd.DataFrame, path: str | Path, *,
         ax = fig.add_subplot(1, 2, i + 1)
         ax.errorbar(rows["k"], rows[f"{col}_mean"] * mult, yerr=rows[f"{col}_std"].fillna(0) * mult,
                     fmt="o-", color=_FRONT, capsize=3)
-        ax.set_xlabel("Frozen bottom blocks k (plus embeddings; 0 = full fine-tuning)")
+        ax.set_xlabel("Frozen bottom encoder blocks k")
         ax.set_ylabel(f"{label}, mean ± std")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.margins(y=0.15)
-    fig.suptitle("Freezing more of the bottom blocks: quality and training time")
+    fig.suptitle("Freezing the embeddings and the bottom k blocks (k = 0: full fine-tuning)")
     return _save(fig, path)
 
 
@@ -212,12 +212,14 @@ def plot_memory(summary: pd.DataFrame, path: str | Path, *,
     for yi, (value, err) in enumerate(zip(values, errors, strict=True)):
         ax.text(value + err, yi, f"  {value:,.{digits}f} {unit}", va="center", fontsize=9)
     base = data.loc[data["strategy_label"] == baseline, "peak_memory_mb_mean"]
+    title = "Peak memory during training"
     if len(base):
         ax.axvline(float(base.iloc[0]) / factor, color="black", ls="--", lw=1)
+        title += f" (dashed line: {plain(baseline)})"
     kinds = set(data["memory_kind"].dropna()) if "memory_kind" in data else set()
     kind = _MEMORY_KIND.get(kinds.pop(), "Peak memory") if len(kinds) == 1 else "Peak memory"
     ax.set_xlabel(f"{kind} ({unit}), mean ± std over seeds")
-    ax.set_title(f"Peak memory during training (dashed line: {plain(baseline)})")
+    ax.set_title(title)
     ax.set_xlim(0, float(values.max()) * 1.22)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

@@ -79,6 +79,7 @@ def write_report(
     studies = analyze(records, tolerance_points=tolerance_points,
                       substantial_saving=substantial_saving)
     out = Path(output_dir) if output_dir is not None else Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / FIGURES_FOLDER
     many = len(studies) > 1
     figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points) for s in studies}
@@ -339,7 +340,7 @@ def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded
 def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
     done = [r for r in records if r.get("status") == "completed"]
     sizes = (done[0].get("data") or {}).get("sizes") or {}
-    split = ", ".join(f"{k} {v:,}" for k, v in sizes.items()) or "not recorded"
+    split = ", ".join(f"{k} {_number(v)}" for k, v in sizes.items()) or "not recorded"
     seeds = sorted({s for seeds in study.summary["seeds"] for s in seeds})
     return [
         f"- **Model**: {_md_escape(study.model)}",
@@ -349,7 +350,8 @@ def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
         f"{_values(done, 'config', 'per_device_train_batch_size')}, weight decay "
         f"{_values(done, 'config', 'weight_decay')}, warmup ratio "
         f"{_values(done, 'config', 'warmup_ratio')}, max length "
-        f"{_values(done, 'config', 'max_length')}; learning-rate grid in the table below",
+        f"{_values(done, 'config', 'max_length', none='model maximum')}; learning-rate grid "
+        "in the table below",
         f"- **Seeds**: {', '.join(str(int(s)) for s in seeds)}",
         f"- **Device**: {_values(done, 'env', 'device_name')} "
         f"({_values(done, 'env', 'device')}), precision {_values(done, 'config', 'precision')}",
@@ -410,11 +412,13 @@ def _caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
         f"- **Hardware**: times and memory were measured on "
         f"{_values(done, 'env', 'device_name')}; on other hardware the seconds change, the "
         "ratios (speed-up, savings) transfer better.",
-        f"- **Seeds**: {_n_range(s['n'])} seed(s) per strategy; the standard deviation of test "
-        f"F1 between seeds is up to {s['test_f1_std'].max() * 100:.1f} points. Differences "
-        "smaller than that are not reliable.",
+        f"- **Seeds**: {_n_range(s['n'])} seed(s) per strategy; " + (
+            f"the standard deviation of test F1 between seeds is up to "
+            f"{s['test_f1_std'].max() * 100:.1f} points. Differences smaller than that are not "
+            "reliable." if s["test_f1_std"].notna().any() else
+            "with one seed the run-to-run spread is unknown, so small differences may be noise."),
     ]
-    if test_n:
+    if isinstance(test_n, int) and test_n > 0:
         f1 = float(s["test_f1_mean"].max())
         noise = 100 * math.sqrt(max(f1 * (1 - f1), 1e-12) / test_n)
         out.append(f"- **Dataset size**: one dataset, scored on {test_n:,} test examples; at "
@@ -433,9 +437,9 @@ def _caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
     mixed = _mixed_settings(done)
     if mixed:
         out.append(f"- **Mixed settings**: the runs differ in {_md_escape(mixed)}; they were "
-                   "pooled as if "
-                   "they were the same recipe.")
-    out.append("- **Scope**: one model on one dataset; other models and tasks may differ.")
+                   "pooled as if they were the same recipe.")
+    out.append(f"- **Scope**: {_md_escape(study.model)} on {_md_escape(study.dataset)} only; "
+               "other models and tasks may differ.")
     return out
 
 

@@ -1,0 +1,188 @@
+"""The command line: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from freezebench.errors import FreezebenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure what freezing transformer layers costs and saves.")
+ls_app = typer.Typer(no_args_is_help=True, help="List strategies or runs.")
+app.add_typer(ls_app, name="ls")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Console-script entry point: user mistakes print a message and exit 2, no traceback."""
+    _quiet_libraries()
+    try:
+        app()  # standalone: usage errors print and exit 2 inside
+    except FreezebenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    if not sys.stderr.isatty():
+        datasets.disable_progress_bars()
+        transformers.logging.disable_progress_bar()
+
+
+def _verbose(flag: bool) -> None:
+    if flag:
+        logging.getLogger("freezebench").setLevel(logging.INFO)
+
+
+Opt = typer.Option
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], Opt("--config", help="YAML file with run settings.")] = None,
+    model: Annotated[Optional[str], Opt(help="Hub id or local folder [bert-base-cased].")] = None,
+    dataset: Annotated[Optional[str], Opt(help="Hub id or local folder/file [rotten_tomatoes].")
+                       ] = None,
+    strategy: Annotated[Optional[str], Opt(help="Freezing strategy (freezebench ls strategies).")
+                        ] = None,
+    strategy_param: Annotated[Optional[list[str]], Opt(
+        "--strategy-param", help="Strategy parameter key=value (repeatable).")] = None,
+    learning_rate: Annotated[Optional[float], Opt()] = None,
+    per_device_train_batch_size: Annotated[Optional[int], Opt()] = None,
+    per_device_eval_batch_size: Annotated[Optional[int], Opt()] = None,
+    num_train_epochs: Annotated[Optional[int], Opt()] = None,
+    weight_decay: Annotated[Optional[float], Opt()] = None,
+    warmup_ratio: Annotated[Optional[float], Opt()] = None,
+    seed: Annotated[Optional[int], Opt()] = None,
+    precision: Annotated[Optional[str], Opt(help="auto | fp32 | bf16 | fp16")] = None,
+    device: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:N")] = None,
+    max_train_samples: Annotated[Optional[int], Opt()] = None,
+    max_eval_samples: Annotated[Optional[int], Opt()] = None,
+    max_length: Annotated[Optional[int], Opt()] = None,
+    text_column: Annotated[Optional[str], Opt()] = None,
+    label_column: Annotated[Optional[str], Opt()] = None,
+    encoding: Annotated[Optional[str], Opt(help="Text encoding of csv/json files.")] = None,
+    group_by_length: Annotated[Optional[bool], Opt("--group-by-length/--no-group-by-length")
+                               ] = None,
+    cache: Annotated[Optional[bool], Opt("--cache/--no-cache",
+                                         help="Reuse frozen-prefix outputs.")] = None,
+    cache_dir: Annotated[Optional[str], Opt(help="Folder for the frozen-prefix cache.")] = None,
+    price_per_hour: Annotated[Optional[float], Opt(help="Device price, USD per hour.")] = None,
+    output_dir: Annotated[Optional[str], Opt()] = None,
+    save_model: Annotated[Optional[bool], Opt("--save-model/--no-save-model")] = None,
+    revision: Annotated[Optional[str], Opt(help="Model revision (commit) to load.")] = None,
+    trust_remote_code: Annotated[Optional[bool], Opt(
+        "--trust-remote-code", help="Run the model's own code (needs --revision).")] = None,
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """Fine-tune one model under one freezing strategy and record quality and efficiency."""
+    from freezebench.config import parse_key_values, resolve_run_config
+    from freezebench.pipeline import run as run_pipeline
+
+    _verbose(verbose)
+    overrides = {k: v for k, v in locals().items()
+                 if k not in ("config", "strategy_param", "verbose", "cache", "run_pipeline",
+                              "parse_key_values", "resolve_run_config")}
+    overrides["use_cache"] = cache
+    if strategy_param:
+        overrides["strategy_params"] = parse_key_values(strategy_param, "--strategy-param")
+    resolved = resolve_run_config(config, overrides)
+    record = run_pipeline(resolved)
+    _print_run(record)
+
+
+def _print_run(record: dict) -> None:
+    from freezebench.results import record_path
+
+    table = Table(title=f"run {record['id']}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    test, val = record["metrics"]["test"], record["metrics"]["validation"]
+    eff, params = record["efficiency"], record["params"]
+    rows = [
+        ("strategy", record["strategy_label"]),
+        ("trainable params", f"{params['trainable']:,} ({params['trainable_percent']:.2f}%)"),
+        ("validation F1 / accuracy", f"{val['f1']:.4f} / {val['accuracy']:.4f}"),
+        ("test F1 / accuracy", f"{test['f1']:.4f} / {test['accuracy']:.4f}"),
+        ("test loss", f"{test['loss']:.4f}"),
+        ("training time", f"{eff['train_seconds']:.1f} s"),
+        ("prefix cache build", f"{eff['cache_build_seconds']:.1f} s"),
+        ("train samples/s", f"{eff['train_samples_per_second']:.1f}"),
+        ("eval samples/s", f"{eff['eval_samples_per_second']:.1f}"),
+        ("peak memory", f"{eff['peak_memory_mb']:.0f} MB ({eff['memory_kind']})"),
+        ("training FLOPs (naive)", f"{eff['train_flops']:.3g} ({eff['train_flops_naive']:.3g})"),
+        ("cost", f"${eff['cost_usd']:.4f} at ${eff['price_per_hour']}/h"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"record: {record_path(record['config']['output_dir'], record['id'])}")
+
+
+@app.command()
+def env() -> None:
+    """Show the device, library versions and the offline defaults this machine has."""
+    from freezebench.engine import resolve_device
+    from freezebench.env import environment
+    from freezebench.model import offline_model_path
+
+    info = environment(resolve_device("auto"))
+    for key, value in info.items():
+        console.print(f"{key:>14}: {value}")
+    console.print(f"{'offline model':>14}: {offline_model_path() or 'not installed'}")
+    console.print(f"{'hub offline':>14}: {os.environ.get('HF_HUB_OFFLINE', '0')}")
+
+
+@ls_app.command("strategies")
+def ls_strategies() -> None:
+    """List the registered freezing strategies and their parameters."""
+    from freezebench.strategies import STRATEGIES
+
+    table = Table(show_header=True)
+    for column in ("strategy", "parameters (defaults)", "what trains"):
+        table.add_column(column, overflow="fold")
+    for spec in STRATEGIES.values():
+        table.add_row(spec.name, spec.describe_params(), spec.description)
+    console.print(table)
+
+
+@ls_app.command("runs")
+def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder.")]) -> None:
+    """List the runs of a results folder with their status."""
+    from freezebench.results import scan_records
+
+    records, bad = scan_records(results_dir)
+    if not records and not bad:
+        raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
+    table = Table(show_header=True)
+    for column in ("id", "status", "strategy", "lr", "seed", "test F1", "train s"):
+        table.add_column(column)
+    for r in records:
+        test = r.get("metrics", {}).get("test", {})
+        eff = r.get("efficiency", {})
+        table.add_row(r["id"], r["status"], r.get("strategy_label", "?"),
+                      f"{r['config'].get('learning_rate', 0):g}", str(r["config"].get("seed")),
+                      f"{test['f1']:.4f}" if "f1" in test else "-",
+                      f"{eff['train_seconds']:.1f}" if "train_seconds" in eff else "-")
+    console.print(table)
+    for item in bad:
+        err_console.print(f"[yellow]unreadable record[/] {item.path}: {item.reason}")
