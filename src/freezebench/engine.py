@@ -107,7 +107,7 @@ class TrainOutcome:
     samples: int
     tokens: int
     optimizer_state_bytes: int
-    diverged_at: int | None = None
+    optimizer: torch.optim.Optimizer
 
 
 def build_optimizer(
@@ -264,7 +264,8 @@ def train(
     samples = len(inputs.lengths) * recipe.num_train_epochs
     return TrainOutcome(history=history, train_seconds=seconds, steps=step, samples=samples,
                         tokens=int(inputs.lengths.sum()) * recipe.num_train_epochs,
-                        optimizer_state_bytes=optimizer_state_bytes(optimizer))
+                        optimizer_state_bytes=optimizer_state_bytes(optimizer),
+                        optimizer=optimizer)
 
 
 def trainable_count(model: nn.Module) -> int:
