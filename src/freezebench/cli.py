@@ -186,3 +186,27 @@ def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder."
     console.print(table)
     for item in bad:
         err_console.print(f"[yellow]unreadable record[/] {item.path}: {item.reason}")
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, Opt("--config", help="Study YAML file (see configs/).")],
+    output_dir: Annotated[str | None, Opt(help="Results folder [the study's output_dir].")] = None,
+    executor: Annotated[str, Opt(help="Where runs execute: local (one after another here).")
+                        ] = "local",
+    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+) -> None:
+    """Run a study (strategies x parameters x seeds x learning rates); finished runs are skipped."""
+    from freezebench.executors import get_executor
+    from freezebench.study import load_study
+    from freezebench.sweep import run_sweep
+
+    _verbose(verbose)
+    chosen = get_executor(executor)
+    summary = run_sweep(load_study(config, output_dir=output_dir), executor=chosen)
+    console.print(str(summary), markup=False, highlight=False, soft_wrap=True)
+    if summary.failed:
+        err_console.print(f"{summary.failed} run(s) failed: {', '.join(summary.failed_ids)} (their "
+                          "records hold the error; the same command retries them)", style="red",
+                          markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)

@@ -197,7 +197,6 @@ def _evaluate(model, staged, prepared, split, boundary, config, device, precisio
                       precision=precision)
     metrics = classification_metrics(result.logits, result.labels, prepared.task.label_names,
                                      result.loss)
-    metrics["samples_per_second"] = len(result.labels) / max(result.seconds, 1e-9)
     return metrics, result.seconds
 
 

@@ -1,0 +1,164 @@
+"""One run end to end: records, the frozen-prefix cache, failures, saving and loading back."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from freezebench.cache import shared_store
+from freezebench.config import RunConfig
+from freezebench.errors import DataError, StrategyError
+from freezebench.model import StagedForward, build_layer_map
+from freezebench.pipeline import run
+from freezebench.results import read_records
+from freezebench.saving import load_finetuned
+
+from .conftest import build_tiny_model
+
+
+def _config(model_dir, dataset, tmp_path, **overrides) -> RunConfig:
+    values = dict(model=model_dir, dataset=str(dataset), output_dir=str(tmp_path / "out"),
+                  learning_rate=5e-3, per_device_train_batch_size=8, per_device_eval_batch_size=5,
+                  num_train_epochs=2, disable_tqdm=True)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+@pytest.mark.parametrize("architecture", ["bert", "roberta", "distilbert"])
+def test_staged_forward_equals_model_forward(tokenizer, architecture):
+    model = build_tiny_model(architecture, tokenizer.vocab_size).eval()
+    staged = StagedForward(model, build_layer_map(model))
+    batch = tokenizer(["a short one", "a somewhat longer sentence to force padding"],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = model(**batch).logits
+        middle = staged.to_boundary(batch, 3)
+        top = staged.to_boundary(batch, staged.num_boundaries, hidden=middle, from_boundary=3)
+        assert torch.equal(staged.head(top), reference)
+
+
+def test_record_holds_every_promised_field(tiny_model_dirs, sentiment_folder, tmp_path, capsys):
+    record = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path,
+                         strategy="bottom", strategy_params={"k": 2}))
+    assert "trainable params:" in capsys.readouterr().out
+    [saved] = read_records(tmp_path / "out")
+    assert saved == json.loads(json.dumps(record))
+    assert saved["status"] == "completed" and saved["error"] is None
+    assert saved["strategy_label"] == "bottom(k=2)"
+    for split in ("validation", "test"):
+        for key in ("accuracy", "f1", "f1_macro", "loss", "precision", "recall"):
+            assert 0 <= saved["metrics"][split][key] <= (1 if key != "loss" else 100)
+    eff = saved["efficiency"]
+    for key in ("train_seconds", "train_samples_per_second", "eval_samples_per_second",
+                "train_flops", "cost_usd"):
+        assert eff[key] > 0 and math.isfinite(eff[key])
+    assert eff["train_flops"] < eff["train_flops_naive"], "cached prefix runs once"
+    assert saved["params"]["trainable"] < saved["params"]["total"]
+    assert saved["params"]["frozen_prefix"] == "embeddings+blocks[0:2]"
+    assert [h["epoch"] for h in saved["history"]] == [1, 2]
+    assert saved["data"]["sizes"] == {"train": 48, "validation": 12, "test": 12}
+    assert saved["env"]["torch"] == torch.__version__.split("+")[0] or saved["env"]["torch"]
+
+
+@pytest.mark.parametrize("strategy,params", [("bottom", {"k": 2}), ("head", {}),
+                                             ("bottom", {"k": 4})])
+def test_cache_gives_the_same_metrics_as_no_cache(tiny_model_dirs, sentiment_folder, tmp_path,
+                                                  strategy, params):
+    shared_store(None).clear()
+    common = dict(strategy=strategy, strategy_params=params)
+    cached = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "a", **common))
+    plain = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "b",
+                        use_cache=False, **common))
+    assert cached["efficiency"]["cache_build_seconds"] > 0
+    assert plain["efficiency"]["cache_build_seconds"] == 0
+    for split in ("validation", "test"):
+        a, b = cached["metrics"][split], plain["metrics"][split]
+        assert a["accuracy"] == b["accuracy"] and a["f1"] == b["f1"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    again = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "c", **common))
+    assert again["efficiency"]["cache_hit"] is True
+    assert again["efficiency"]["cache_build_seconds"] == 0
+    assert again["metrics"]["test"] == cached["metrics"]["test"]
+
+
+def test_deeper_boundary_builds_from_shallower(tiny_model_dirs, sentiment_folder, tmp_path):
+    shared_store(None).clear()
+    shallow = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "a",
+                          strategy="bottom", strategy_params={"k": 1}))
+    deep = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "b",
+                       strategy="bottom", strategy_params={"k": 3}))
+    reference = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "c",
+                            strategy="bottom", strategy_params={"k": 3}, use_cache=False))
+    assert not shallow["efficiency"]["cache_hit"] and not deep["efficiency"]["cache_hit"]
+    assert deep["metrics"]["test"]["accuracy"] == reference["metrics"]["test"]["accuracy"]
+    assert deep["metrics"]["test"]["loss"] == pytest.approx(reference["metrics"]["test"]["loss"],
+                                                            rel=1e-4)
+
+
+def test_same_config_same_metrics(tiny_model_dirs, sentiment_folder, tmp_path):
+    first = run(_config(tiny_model_dirs["distilbert"], sentiment_folder, tmp_path / "a",
+                        strategy="full", seed=3))
+    second = run(_config(tiny_model_dirs["distilbert"], sentiment_folder, tmp_path / "b",
+                         strategy="full", seed=3))
+    assert first["id"] == second["id"]
+    assert first["metrics"] == second["metrics"]
+    assert [h["train_loss"] for h in first["history"]] == \
+        [h["train_loss"] for h in second["history"]]
+
+
+def test_failed_run_leaves_a_failed_record(tiny_model_dirs, sentiment_folder, tmp_path):
+    config = _config(tiny_model_dirs["bert"], sentiment_folder, tmp_path, strategy="bottom",
+                     strategy_params={"k": 99})
+    with pytest.raises(StrategyError, match="k=99"):
+        run(config)
+    [record] = read_records(tmp_path / "out")
+    assert record["status"] == "failed"
+    assert "k=99" in record["error"]["message"]
+
+
+def test_bad_data_fails_before_training(tiny_model_dirs, tmp_path):
+    data = tmp_path / "bad.csv"
+    data.write_text("text,label\ngood movie,1\n   ,0\nbad movie,0\n")
+    with pytest.raises(DataError, match="row 1"):
+        run(_config(tiny_model_dirs["bert"], data, tmp_path))
+
+
+def test_diverging_run_is_stopped_and_recorded(tiny_model_dirs, sentiment_folder, tmp_path):
+    from freezebench.errors import TrainingError
+
+    config = _config(tiny_model_dirs["bert"], sentiment_folder, tmp_path, learning_rate=1.0,
+                     strategy="full", max_grad_norm=None, num_train_epochs=3)
+    try:
+        run(config)
+    except TrainingError as exc:
+        assert "diverged" in str(exc) and "step" in str(exc)
+        [record] = read_records(tmp_path / "out")
+        assert record["status"] == "failed" and "diverged" in record["error"]["message"]
+    else:  # lr 1.0 without clipping may also land on a finite (useless) loss
+        [record] = read_records(tmp_path / "out")
+        assert record["status"] == "completed"
+
+
+@pytest.mark.parametrize("strategy,params,whole", [("full", {}, True), ("bottom", {"k": 2}, False),
+                                                   ("lora", {}, False)])
+def test_saved_model_loads_back_with_the_same_predictions(
+        tiny_model_dirs, sentiment_folder, tmp_path, tokenizer, strategy, params, whole):
+    record = run(_config(tiny_model_dirs["roberta"], sentiment_folder, tmp_path,
+                         strategy=strategy, strategy_params=params, save_model=True,
+                         num_train_epochs=1))
+    folder = tmp_path / "out" / "models" / record["id"]
+    assert (folder / "model.safetensors").exists() == whole
+    assert (folder / "trained.safetensors").exists() == (not whole)
+    model, loaded_tokenizer = load_finetuned(folder)
+    model.eval()
+    batch = loaded_tokenizer(["a delight from start to finish", "a tedious mess"],
+                             padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predictions = model(**batch).logits.argmax(-1)
+    assert predictions.shape == (2,)
+    if not whole:
+        size = (folder / "trained.safetensors").stat().st_size
+        assert size < 0.8 * sum(p.numel() * 4 for p in model.parameters())

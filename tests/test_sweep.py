@@ -1,0 +1,167 @@
+"""Sweeps: every run once, re-runnable, failures recorded, bad records moved aside, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from freezebench import executors
+from freezebench.cli import app
+from freezebench.errors import ConfigError
+from freezebench.executors import LocalExecutor, get_executor
+from freezebench.pipeline import record_id
+from freezebench.results import runs_dir, scan_records
+from freezebench.study import expand, load_study, parse_study
+from freezebench.sweep import STUDY_FILE, run_sweep
+
+RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
+          "per_device_eval_batch_size": 8, "max_length": 32}
+
+
+@pytest.fixture()
+def values(tiny_model_dirs, sentiment_folder, tmp_path) -> dict:
+    """A study mapping over the tiny BERT and the small sentiment data (strategies to fill)."""
+    return {"name": "tiny", "model": tiny_model_dirs["bert"], "dataset": str(sentiment_folder),
+            "recipe": RECIPE, "seeds": [1], "learning_rates": [1e-3],
+            "output_dir": str(tmp_path / "results")}
+
+
+def planned_ids(study) -> list[str]:
+    return [record_id(c) for c in expand(study)]
+
+
+def record_files(output_dir) -> dict[str, int]:
+    """Record file name -> modification time (ns)."""
+    return {p.name: p.stat().st_mtime_ns for p in runs_dir(output_dir).glob("*.json")}
+
+
+def test_sweep_writes_each_record_once_and_a_second_sweep_skips_all(values, capsys):
+    study = parse_study({**values, "strategies": ["full", {"name": "bottom", "params": {"k": [1, 2]}},
+                                                  "head"]})
+    ids = planned_ids(study)
+    summary = run_sweep(study)
+    assert (summary.planned, summary.skipped, summary.completed, summary.failed) == (4, 0, 4, 0)
+    records, bad = scan_records(study.output_dir)
+    assert bad == [] and sorted(r["id"] for r in records) == sorted(ids)
+    assert {r["status"] for r in records} == {"completed"}
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split()[1] for line in lines] == ids  # one line per run, in the planned order
+    assert all(" completed  test F1 0." in line and line.endswith(" s") for line in lines)
+    # study.yaml holds the resolved study and expands to the same runs
+    assert planned_ids(load_study(Path(study.output_dir) / STUDY_FILE)) == ids
+
+    before = record_files(study.output_dir)
+    again = run_sweep(study)
+    assert (again.planned, again.skipped, again.completed, again.failed) == (4, 4, 0, 0)
+    assert record_files(study.output_dir) == before  # nothing re-run or rewritten
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(values):
+    study = parse_study({**values, "strategies": [
+        "full", {"name": "bottom", "params": {"k": [99]}}, "head"]})
+    summary = run_sweep(study, progress=False)
+    assert (summary.completed, summary.failed) == (2, 1)
+    records = {r["strategy_label"]: r for r in scan_records(study.output_dir)[0]}
+    assert records["bottom(k=99)"]["status"] == "failed"
+    assert records["bottom(k=99)"]["error"]["type"] == "StrategyError"
+    assert "k=99 is out of range" in records["bottom(k=99)"]["error"]["message"]
+    assert summary.failed_ids == [records["bottom(k=99)"]["id"]]
+    assert records["head"]["status"] == "completed"  # the run after the failure still ran
+
+    retry = run_sweep(study, progress=False)  # failed runs are retried, completed ones skipped
+    assert (retry.skipped, retry.completed, retry.failed) == (2, 0, 1)
+
+
+def test_a_truncated_record_is_moved_aside_and_its_run_redone(values, caplog):
+    study = parse_study({**values, "strategies": ["full", "head"]})
+    run_sweep(study, progress=False)
+    broken = runs_dir(study.output_dir) / f"{planned_ids(study)[1]}.json"
+    text = broken.read_text()
+    broken.write_text(text[: len(text) // 2])
+    with caplog.at_level(logging.WARNING, logger="freezebench"):
+        summary = run_sweep(study, progress=False)
+    assert (summary.skipped, summary.completed, summary.failed) == (1, 1, 0)
+    moved = list(runs_dir(study.output_dir).glob(f"{broken.name}.corrupt-*"))
+    assert len(moved) == 1 and moved[0].read_text() == text[: len(text) // 2]
+    assert broken.name in caplog.text and "unreadable" in caplog.text
+    assert json.loads(broken.read_text())["status"] == "completed"
+    assert scan_records(study.output_dir)[1] == []
+
+
+def test_cli_sweep_exits_1_after_attempting_every_run(values, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**values, "strategies": [
+        {"name": "bottom", "params": {"k": [99]}}, "head"]}))
+    result = CliRunner().invoke(app, ["sweep", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "2 runs planned: 0 already completed (skipped), 1 completed, 1 failed" in result.output
+    result = CliRunner().invoke(app, ["sweep", "--config", str(path), "--executor", "ray"])
+    assert isinstance(result.exception, ConfigError)
+    assert "Unknown executor 'ray'" in str(result.exception)
+    with pytest.raises(ConfigError, match="Did you mean 'local'"):
+        get_executor("locl")
+
+
+def test_local_executor_goes_on_after_a_bug_and_stops_on_ctrl_c(values, monkeypatch):
+    configs = expand(parse_study({**values, "strategies": ["full", "head", "bitfit", "layernorm"]}))
+
+    def fake_run(config):
+        if config.strategy == "head":
+            raise RuntimeError("a bug")
+        if config.strategy == "layernorm":
+            raise KeyboardInterrupt
+        return {"id": record_id(config), "status": "completed"}
+
+    monkeypatch.setattr(executors, "run_pipeline", fake_run)
+    seen: list[dict] = []
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor().execute(configs, seen.append)
+    assert [(r["id"], r["status"]) for r in seen] == [
+        (record_id(configs[0]), "completed"), (record_id(configs[1]), "failed"),
+        (record_id(configs[2]), "completed")]
+    assert seen[1]["error"] == {"type": "RuntimeError", "message": "a bug"}
+
+
+def test_resume_after_sigkill_leaves_every_run_exactly_once(values, tmp_path):
+    study_values = {**values, "strategies": [
+        "full", "head", "bitfit", "layernorm", {"name": "bottom", "params": {"k": [1, 2, 3]}}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_values))
+    ids = planned_ids(parse_study(study_values))
+    out = values["output_dir"]
+    command = [sys.executable, "-m", "freezebench", "sweep", "--config", str(path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+    with open(tmp_path / "first.log", "wb") as log:
+        first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=log)
+        deadline = time.monotonic() + 120
+        while not record_files(out) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()
+    before = record_files(out)
+    assert 1 <= len(before) < len(ids)  # killed in the middle of the sweep
+
+    second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert f"{len(ids)} runs planned: {len(before)} already completed" in second.stdout
+    records, bad = scan_records(out)
+    assert bad == []
+    assert sorted(r["id"] for r in records) == sorted(ids)  # every run, each once
+    assert {r["status"] for r in records} == {"completed"}
+    assert sorted(record_files(out)) == sorted(f"{i}.json" for i in ids)  # no stray records
+    for name, mtime in before.items():  # records finished before the kill were not redone
+        assert record_files(out)[name] == mtime
+        json.loads((runs_dir(out) / name).read_text())
