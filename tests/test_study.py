@@ -9,7 +9,7 @@ import yaml
 
 from freezebench.errors import ConfigError
 from freezebench.strategies import strategy_label
-from freezebench.study import expand, load_study, parse_study, resolve_alias
+from freezebench.study import StrategyEntry, expand, load_study, parse_study, resolve_alias
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,8 @@ def test_several_list_params_give_their_cartesian_product():
 
 
 def test_custom_patterns_list_is_one_value_and_a_list_of_lists_sweeps():
-    one = expand(make_study(strategies=[{"name": "custom", "params": {"patterns": ["*a*", "*b*"]}}]))
+    one = expand(make_study(strategies=[
+        {"name": "custom", "params": {"patterns": ["*a*", "*b*"]}}]))
     assert [r.strategy_params for r in one] == [{"patterns": ["*a*", "*b*"]}]
     two = expand(make_study(strategies=[
         {"name": "custom", "params": {"patterns": [["*a*"], ["*b*", "*c*"]]}}]))
@@ -68,6 +69,13 @@ def test_runs_group_by_model_then_seed_and_carry_the_recipe():
         (m, s, st) for m in ("m1", "m2") for s in (1, 2) for st in ("full", "head")]
     assert {(r.num_train_epochs, r.max_train_samples, r.output_dir) for r in runs} == {
         (2, 100, "out")}
+
+
+def test_a_study_can_be_built_in_code_with_strategy_entries():
+    study = make_study(strategies=[StrategyEntry(name="bottom", params={"k": [2, 1]})])
+    assert labels(expand(study)) == ["bottom(k=1)", "bottom(k=2)"]
+    with pytest.raises(ConfigError, match="strategies\\[0\\].name"):
+        make_study(strategies=[StrategyEntry(name="bottm")])
 
 
 def test_duplicate_runs_appear_once():

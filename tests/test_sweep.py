@@ -22,7 +22,7 @@ from freezebench.executors import LocalExecutor, get_executor
 from freezebench.pipeline import record_id
 from freezebench.results import runs_dir, scan_records
 from freezebench.study import expand, load_study, parse_study
-from freezebench.sweep import STUDY_FILE, run_sweep
+from freezebench.sweep import STUDY_FILE, run_sweep, write_study
 
 RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
           "per_device_eval_batch_size": 8, "max_length": 32}
@@ -46,8 +46,8 @@ def record_files(output_dir) -> dict[str, int]:
 
 
 def test_sweep_writes_each_record_once_and_a_second_sweep_skips_all(values, capsys):
-    study = parse_study({**values, "strategies": ["full", {"name": "bottom", "params": {"k": [1, 2]}},
-                                                  "head"]})
+    study = parse_study({**values, "strategies": [
+        "full", {"name": "bottom", "params": {"k": [1, 2]}}, "head"]})
     ids = planned_ids(study)
     summary = run_sweep(study)
     assert (summary.planned, summary.skipped, summary.completed, summary.failed) == (4, 0, 4, 0)
@@ -98,6 +98,18 @@ def test_a_truncated_record_is_moved_aside_and_its_run_redone(values, caplog):
     assert scan_records(study.output_dir)[1] == []
 
 
+def test_a_changed_study_keeps_the_earlier_study_file(values, tmp_path):
+    out = tmp_path / "results"
+    first = write_study(parse_study({**values, "strategies": ["full"]}), out)
+    text = first.read_text()
+    write_study(parse_study({**values, "strategies": ["full"]}), out)  # same study: no copy
+    assert list(out.glob(f"{STUDY_FILE}.*")) == []
+    write_study(parse_study({**values, "strategies": ["full", "head"]}), out)
+    kept = list(out.glob(f"{STUDY_FILE}.previous-*"))
+    assert len(kept) == 1 and kept[0].read_text() == text
+    assert [s["name"] for s in yaml.safe_load(first.read_text())["strategies"]] == ["full", "head"]
+
+
 def test_cli_sweep_exits_1_after_attempting_every_run(values, tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({**values, "strategies": [
@@ -132,9 +144,26 @@ def test_local_executor_goes_on_after_a_bug_and_stops_on_ctrl_c(values, monkeypa
     assert seen[1]["error"] == {"type": "RuntimeError", "message": "a bug"}
 
 
+def test_ctrl_c_stops_the_sweep_with_a_resume_hint(values, monkeypatch, caplog):
+    study = parse_study({**values, "strategies": ["full", "head", "bitfit"]})
+    started: list[str] = []
+
+    def fake_run(config):
+        started.append(config.strategy)
+        if config.strategy == "head":
+            raise KeyboardInterrupt
+        return {"id": record_id(config), "status": "completed"}
+
+    monkeypatch.setattr(executors, "run_pipeline", fake_run)
+    with caplog.at_level(logging.WARNING, logger="freezebench"), pytest.raises(KeyboardInterrupt):
+        run_sweep(study, progress=False)
+    assert started == ["full", "head"]  # nothing started after Ctrl-C
+    assert "interrupted after 1 of 3 runs" in caplog.text and "resume" in caplog.text
+
+
 def test_resume_after_sigkill_leaves_every_run_exactly_once(values, tmp_path):
     study_values = {**values, "strategies": [
-        "full", "head", "bitfit", "layernorm", {"name": "bottom", "params": {"k": [1, 2, 3]}}]}
+        "full", "head", "bitfit", {"name": "bottom", "params": {"k": [1, 2]}}]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study_values))
     ids = planned_ids(parse_study(study_values))

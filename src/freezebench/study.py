@@ -253,6 +253,8 @@ def _strategy_entry(index: int, item: Any, source: str) -> StrategyEntry:
     where = f"{source}, strategies[{index}]"
     if isinstance(item, str):
         item = {"name": item}
+    elif isinstance(item, StrategyEntry):
+        item = item.model_dump(exclude_none=True)
     if not isinstance(item, dict):
         raise ConfigError(f"Invalid study in {where}: expected a strategy name or a mapping "
                           f"with name, params, learning_rates; got {item!r}.")
