@@ -18,7 +18,6 @@ from datasets import ClassLabel, Dataset, Features, Value
 from freezebench.data import (
     TaskData,
     load_task_data,
-    make_dataloader,
     resolve_max_length,
     tokenize_splits,
 )
@@ -530,45 +529,3 @@ def test_default_max_length_is_model_limit_or_512(tokenizer):
         source="mem",
     )
     assert tokenize_splits(task, tokenizer)["train"]["length"][:] == [512]
-
-
-def test_dataloader_pads_per_batch(tokenized, tokenizer):
-    split = tokenized["train"]
-    loader = make_dataloader(split, tokenizer, batch_size=16, shuffle=False, seed=0)
-    batches = list(loader)
-    assert len(batches) == 16
-    assert set(batches[0]) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
-    widths = {batch["input_ids"].shape[1] for batch in batches}
-    assert len(widths) > 1
-    lengths = split["length"][:]
-    for i, batch in enumerate(batches):
-        assert batch["input_ids"].shape[1] == max(lengths[i * 16 : (i + 1) * 16])
-        assert batch["labels"].dtype == torch.long
-        assert batch["attention_mask"].sum(1).tolist() == lengths[i * 16 : (i + 1) * 16]
-
-
-def test_dataloader_shuffle_is_deterministic_per_seed(tokenized, tokenizer):
-    def order(seed: int, **kwargs) -> list[list[int]]:
-        loader = make_dataloader(
-            tokenized["train"], tokenizer, batch_size=32, shuffle=True, seed=seed, **kwargs
-        )
-        return [batch["input_ids"][:, 1].tolist() for batch in loader]
-
-    assert order(5) == order(5)
-    assert order(5) != order(6)
-    assert order(5, group_by_length=True) == order(5, group_by_length=True)
-    assert order(5, group_by_length=True) != order(6, group_by_length=True)
-
-
-def test_group_by_length_batches_similar_lengths(tokenized, tokenizer):
-    split = tokenized["train"]
-
-    def padding(**kwargs) -> int:
-        loader = make_dataloader(split, tokenizer, batch_size=16, seed=0, **kwargs)
-        batches = list(loader)
-        assert sum(len(b["labels"]) for b in batches) == len(split)
-        return sum(int((b["attention_mask"] == 0).sum()) for b in batches)
-
-    random_padding = padding(shuffle=True)
-    assert padding(shuffle=True, group_by_length=True) < random_padding / 2
-    assert padding(shuffle=False, group_by_length=True) < random_padding / 2

@@ -210,3 +210,60 @@ def sweep(
                           "records hold the error; the same command retries them)", style="red",
                           markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by run or sweep.")],
+    output_dir: Annotated[Optional[Path], Opt(help="Where report.md/html go [results_dir].")
+                          ] = None,
+    tolerance_points: Annotated[float, Opt(
+        help="Acceptable: within this many F1 points of full fine-tuning.")] = 1.0,
+    substantial_saving: Annotated[float, Opt(
+        help="Substantial: at least this share of training time saved (0-1).")] = 0.30,
+) -> None:
+    """Write report.md and a self-contained report.html from the records alone."""
+    from freezebench.report import summary_table, write_report
+
+    if not 0 < substantial_saving < 1:
+        raise FreezebenchError(f"--substantial-saving {substantial_saving} must be between 0 and 1.")
+    paths = write_report(results_dir, output_dir=output_dir, tolerance_points=tolerance_points,
+                         substantial_saving=substantial_saving)
+    _print_frame(summary_table(results_dir), "headline")
+    console.print(f"report: {paths.markdown}\n        {paths.html}")
+
+
+@app.command()
+def compare(
+    results_dirs: Annotated[list[Path], typer.Argument(help="Two or more results folders.")],
+) -> None:
+    """Side-by-side table of several results folders (two models, two machines, ...)."""
+    from freezebench.report import compare_table
+
+    _print_frame(compare_table(results_dirs), "comparison")
+
+
+@app.command()
+def export(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder.")],
+    to: Annotated[Path, Opt("--to", help="Output file: .csv or .parquet.")],
+) -> None:
+    """Export every record of a results folder as one row each (CSV or Parquet)."""
+    from freezebench.analysis import export_records
+    from freezebench.results import read_records
+
+    records = read_records(results_dir)
+    if not records:
+        raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
+    console.print(f"wrote {len(records)} rows to {export_records(records, to)}")
+
+
+def _print_frame(frame, title: str) -> None:
+    table = Table(title=title, show_header=True)
+    index_name = frame.index.name or ""
+    table.add_column(index_name)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for index, row in frame.iterrows():
+        table.add_row(str(index), *[str(v) for v in row.tolist()])
+    console.print(table)

@@ -59,6 +59,9 @@ class RunConfig(BaseModel):
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     seed: int = Field(default=42, ge=0)
+    # Seeds the carving of missing splits and the subsets, apart from ``seed``, so every seed of a
+    # study trains and is scored on the same examples (as TrainingArguments.data_seed).
+    data_seed: int = Field(default=42, ge=0)
     precision: Precision = "auto"
     device: str = "auto"
 

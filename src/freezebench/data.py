@@ -24,13 +24,9 @@ from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from huggingface_hub.errors import HfHubHTTPError
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from freezebench.errors import DataError, did_you_mean
 
@@ -144,43 +140,18 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
-    tokenized = task.splits.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing")
+    # An explicit fingerprint spares datasets from pickling the tokenizer to hash it (slow, and
+    # its bare except there would swallow a Ctrl-C).
+    name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+    fingerprint = hashlib.sha256(
+        f"{task.fingerprint}|{name}|{len(tokenizer)}|{limit}".encode()).hexdigest()[:16]
+    tokenized = DatasetDict({
+        split: ds.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing",
+                      new_fingerprint=f"{fingerprint}-{split}")
+        for split, ds in task.splits.items()
+    })
     tokenized = tokenized.rename_column("label", "labels")
     return tokenized.cast_column("labels", Value("int64"))
-
-
-def make_dataloader(
-    split: Dataset,
-    tokenizer: Any,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    group_by_length: bool = False,
-) -> DataLoader:
-    """Batches of padded tensors from a tokenized split, padded per batch to its longest row.
-
-    Shuffling uses a ``torch.Generator`` seeded with ``seed``. With ``group_by_length``, rows of
-    similar length are batched together: shuffled in length-sorted mega-batches
-    (``LengthGroupedSampler``) when ``shuffle``, otherwise in order of decreasing length.
-    """
-    lengths = _token_lengths(split)
-    rows = split.remove_columns([c for c in ("length", "text") if c in split.column_names])
-    generator = torch.Generator().manual_seed(seed)
-    collate = DataCollatorWithPadding(tokenizer)
-    if not group_by_length:
-        return DataLoader(
-            rows, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate
-        )
-    if shuffle:
-        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
-    else:
-        sampler = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
-    return DataLoader(rows, batch_size=batch_size, sampler=sampler, collate_fn=collate)
-
-
-# ---------------------------------------------------------------------------------------------
-# loading
 
 
 def _load_raw(

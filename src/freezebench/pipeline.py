@@ -109,7 +109,7 @@ def prepare(config: RunConfig) -> Prepared:
     """Data, tokenizer, model with its new head, and the strategy's plan, all validated."""
     task = load_task_data(
         config.dataset, dataset_config=config.dataset_config, text_column=config.text_column,
-        label_column=config.label_column, encoding=config.encoding, seed=config.seed,
+        label_column=config.label_column, encoding=config.encoding, seed=config.data_seed,
         max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
     )
     tokenizer = load_tokenizer(config.model, revision=config.revision,
