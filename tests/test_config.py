@@ -28,7 +28,8 @@ def test_command_line_wins_over_yaml(tmp_path):
 def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("lerning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="unknown key 'lerning_rate'.*Did you mean 'learning_rate'"):
+    expected = "unknown key 'lerning_rate'.*Did you mean 'learning_rate'"
+    with pytest.raises(ConfigError, match=expected):
         resolve_run_config(path, {})
 
 

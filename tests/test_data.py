@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import datasets
 import huggingface_hub.constants
 import pytest
-import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
 from freezebench.data import (

@@ -50,7 +50,8 @@ class CachedStates:
         non_blocking = device.type == "cuda"
         if non_blocking:
             hidden, mask = hidden.pin_memory(), mask.pin_memory()
-        return hidden.to(device, non_blocking=non_blocking), mask.to(device, non_blocking=non_blocking)
+        return (hidden.to(device, non_blocking=non_blocking),
+                mask.to(device, non_blocking=non_blocking))
 
 
 def weights_digest(modules: list[torch.nn.Module]) -> str:

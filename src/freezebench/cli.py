@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -58,39 +58,39 @@ Opt = typer.Option
 
 @app.command()
 def run(
-    config: Annotated[Optional[Path], Opt("--config", help="YAML file with run settings.")] = None,
-    model: Annotated[Optional[str], Opt(help="Hub id or local folder [bert-base-cased].")] = None,
-    dataset: Annotated[Optional[str], Opt(help="Hub id or local folder/file [rotten_tomatoes].")
+    config: Annotated[Path | None, Opt("--config", help="YAML file with run settings.")] = None,
+    model: Annotated[str | None, Opt(help="Hub id or local folder [bert-base-cased].")] = None,
+    dataset: Annotated[str | None, Opt(help="Hub id or local folder/file [rotten_tomatoes].")
                        ] = None,
-    strategy: Annotated[Optional[str], Opt(help="Freezing strategy (freezebench ls strategies).")
+    strategy: Annotated[str | None, Opt(help="Freezing strategy (freezebench ls strategies).")
                         ] = None,
-    strategy_param: Annotated[Optional[list[str]], Opt(
+    strategy_param: Annotated[list[str] | None, Opt(
         "--strategy-param", help="Strategy parameter key=value (repeatable).")] = None,
-    learning_rate: Annotated[Optional[float], Opt()] = None,
-    per_device_train_batch_size: Annotated[Optional[int], Opt()] = None,
-    per_device_eval_batch_size: Annotated[Optional[int], Opt()] = None,
-    num_train_epochs: Annotated[Optional[int], Opt()] = None,
-    weight_decay: Annotated[Optional[float], Opt()] = None,
-    warmup_ratio: Annotated[Optional[float], Opt()] = None,
-    seed: Annotated[Optional[int], Opt()] = None,
-    precision: Annotated[Optional[str], Opt(help="auto | fp32 | bf16 | fp16")] = None,
-    device: Annotated[Optional[str], Opt(help="auto | cpu | cuda | cuda:N")] = None,
-    max_train_samples: Annotated[Optional[int], Opt()] = None,
-    max_eval_samples: Annotated[Optional[int], Opt()] = None,
-    max_length: Annotated[Optional[int], Opt()] = None,
-    text_column: Annotated[Optional[str], Opt()] = None,
-    label_column: Annotated[Optional[str], Opt()] = None,
-    encoding: Annotated[Optional[str], Opt(help="Text encoding of csv/json files.")] = None,
-    group_by_length: Annotated[Optional[bool], Opt("--group-by-length/--no-group-by-length")
+    learning_rate: Annotated[float | None, Opt()] = None,
+    per_device_train_batch_size: Annotated[int | None, Opt()] = None,
+    per_device_eval_batch_size: Annotated[int | None, Opt()] = None,
+    num_train_epochs: Annotated[int | None, Opt()] = None,
+    weight_decay: Annotated[float | None, Opt()] = None,
+    warmup_ratio: Annotated[float | None, Opt()] = None,
+    seed: Annotated[int | None, Opt()] = None,
+    precision: Annotated[str | None, Opt(help="auto | fp32 | bf16 | fp16")] = None,
+    device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N")] = None,
+    max_train_samples: Annotated[int | None, Opt()] = None,
+    max_eval_samples: Annotated[int | None, Opt()] = None,
+    max_length: Annotated[int | None, Opt()] = None,
+    text_column: Annotated[str | None, Opt()] = None,
+    label_column: Annotated[str | None, Opt()] = None,
+    encoding: Annotated[str | None, Opt(help="Text encoding of csv/json files.")] = None,
+    group_by_length: Annotated[bool | None, Opt("--group-by-length/--no-group-by-length")
                                ] = None,
-    cache: Annotated[Optional[bool], Opt("--cache/--no-cache",
+    cache: Annotated[bool | None, Opt("--cache/--no-cache",
                                          help="Reuse frozen-prefix outputs.")] = None,
-    cache_dir: Annotated[Optional[str], Opt(help="Folder for the frozen-prefix cache.")] = None,
-    price_per_hour: Annotated[Optional[float], Opt(help="Device price, USD per hour.")] = None,
-    output_dir: Annotated[Optional[str], Opt()] = None,
-    save_model: Annotated[Optional[bool], Opt("--save-model/--no-save-model")] = None,
-    revision: Annotated[Optional[str], Opt(help="Model revision (commit) to load.")] = None,
-    trust_remote_code: Annotated[Optional[bool], Opt(
+    cache_dir: Annotated[str | None, Opt(help="Folder for the frozen-prefix cache.")] = None,
+    price_per_hour: Annotated[float | None, Opt(help="Device price, USD per hour.")] = None,
+    output_dir: Annotated[str | None, Opt()] = None,
+    save_model: Annotated[bool | None, Opt("--save-model/--no-save-model")] = None,
+    revision: Annotated[str | None, Opt(help="Model revision (commit) to load.")] = None,
+    trust_remote_code: Annotated[bool | None, Opt(
         "--trust-remote-code", help="Run the model's own code (needs --revision).")] = None,
     verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
 ) -> None:
@@ -215,7 +215,7 @@ def sweep(
 @app.command()
 def report(
     results_dir: Annotated[Path, typer.Argument(help="A results folder written by run or sweep.")],
-    output_dir: Annotated[Optional[Path], Opt(help="Where report.md/html go [results_dir].")
+    output_dir: Annotated[Path | None, Opt(help="Where report.md/html go [results_dir].")
                           ] = None,
     tolerance_points: Annotated[float, Opt(
         help="Acceptable: within this many F1 points of full fine-tuning.")] = 1.0,
@@ -226,7 +226,8 @@ def report(
     from freezebench.report import summary_table, write_report
 
     if not 0 < substantial_saving < 1:
-        raise FreezebenchError(f"--substantial-saving {substantial_saving} must be between 0 and 1.")
+        raise FreezebenchError(
+            f"--substantial-saving {substantial_saving} must be between 0 and 1.")
     paths = write_report(results_dir, output_dir=output_dir, tolerance_points=tolerance_points,
                          substantial_saving=substantial_saving)
     _print_frame(summary_table(results_dir), "headline")

@@ -152,7 +152,7 @@ def resolve_run_config(
 
 
 def parse_key_values(pairs: list[str] | None, option: str) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; values are read as YAML scalars (``4`` -> int, ``true`` -> bool)."""
+    """Parse ``key=value`` pairs; values read as YAML scalars (``4`` -> int, ``true`` -> bool)."""
     parsed: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")

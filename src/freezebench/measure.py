@@ -9,7 +9,8 @@ Training FLOPs are counted from parameter counts, with freezing taken into accou
 
 So a fully trainable unit costs ``6 N`` per token, a frozen unit that gradients must cross ``4 N``,
 and a unit of the frozen prefix ``2 N`` (or nothing once its outputs are cached). Self-attention
-adds ``4 s d`` per token per block forward (scores and weighted sum over ``s`` tokens of width ``d``),
+adds ``4 s d`` per token per block forward (scores and weighted sum over ``s`` tokens of width
+``d``),
 with the same multipliers. Embedding lookups are counted as free (they gather rows, no
 arithmetic), and the pooler and head run once per sequence rather than per token.
 """
@@ -29,7 +30,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 def classification_metrics(
     logits: np.ndarray, labels: np.ndarray, label_names: list[str], loss: float
 ) -> dict:
-    """Accuracy, F1 (binary: label 1 positive; else macro), macro-F1, precision, recall, per class."""
+    """Accuracy, F1 (binary: label 1 positive, else macro), macro-F1, precision, recall."""
     predictions = logits.argmax(axis=-1)
     binary = len(label_names) == 2
     average = "binary" if binary else "macro"
@@ -43,7 +44,7 @@ def classification_metrics(
         "precision": float(precision_score(labels, predictions, average=average, zero_division=0)),
         "recall": float(recall_score(labels, predictions, average=average, zero_division=0)),
         "loss": float(loss),
-        "per_class_f1": {name: float(v) for name, v in zip(label_names, per_class)},
+        "per_class_f1": {name: float(v) for name, v in zip(label_names, per_class, strict=True)},
         "samples": int(len(labels)),
     }
 

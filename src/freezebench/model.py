@@ -189,7 +189,8 @@ def unit_modules(model: nn.Module, layer_map: LayerMap) -> list[tuple[str, list[
     """The modules of each unit (same order as :meth:`LayerMap.units`)."""
     spec = layer_map.spec
     blocks = model.get_submodule(spec.blocks)
-    units: list[tuple[str, list[nn.Module]]] = [("embeddings", [model.get_submodule(spec.embeddings)])]
+    embeddings = model.get_submodule(spec.embeddings)
+    units: list[tuple[str, list[nn.Module]]] = [("embeddings", [embeddings])]
     units += [(f"blocks[{i}]", [block]) for i, block in enumerate(blocks)]
     if spec.pooler:
         units.append(("pooler", [model.get_submodule(spec.pooler)]))
@@ -236,7 +237,7 @@ class StagedForward:
         self, batch: dict[str, torch.Tensor], boundary: int, hidden: torch.Tensor | None = None,
         from_boundary: int = 0,
     ) -> torch.Tensor:
-        """Hidden states at ``boundary``, starting from the input or from ``hidden`` at ``from_boundary``."""
+        """Hidden states at ``boundary``, from the input or from ``hidden`` at ``from_boundary``."""
         if from_boundary == 0:
             hidden = self.embed(batch)
             from_boundary = 1

@@ -16,13 +16,24 @@ from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
 from freezebench.data import TaskData, load_task_data, tokenize_splits
 from freezebench.engine import (
-    Recipe, apply_trainable, describe_prefix, evaluate, resolve_device, resolve_precision, train,
+    Recipe,
+    apply_trainable,
+    describe_prefix,
+    evaluate,
+    resolve_device,
+    resolve_precision,
+    train,
 )
 from freezebench.env import environment
 from freezebench.errors import FreezebenchError, TrainingError
 from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
 from freezebench.model import (
-    LayerMap, StagedForward, build_layer_map, count_parameters, load_model, load_tokenizer,
+    LayerMap,
+    StagedForward,
+    build_layer_map,
+    count_parameters,
+    load_model,
+    load_tokenizer,
 )
 from freezebench.prefix import PrefixContext, prefix_states
 from freezebench.saving import save_finetuned
@@ -178,7 +189,8 @@ def _execute(config: RunConfig, record: dict) -> None:
 def _attach_cache(config, prepared, staged, boundary, device, precision) -> dict:
     backbone = [staged.embeddings, *staged.blocks]
     context = PrefixContext(
-        backbone_digest=weights_digest(backbone), data_fingerprint=prepared.task.fingerprint,
+        unit_digests=tuple(weights_digest([unit]) for unit in backbone[:boundary]),
+        data_fingerprint=prepared.task.fingerprint,
         tokenizer=type(prepared.tokenizer).__name__ + ":" + str(prepared.tokenizer.vocab_size),
         max_length=config.max_length or 0, precision=precision, device_type=device.type,
     )

@@ -22,7 +22,7 @@ _BUILD_BATCH = 64
 class PrefixContext:
     """What, besides the split and the boundary, determines the cached states."""
 
-    backbone_digest: str
+    unit_digests: tuple[str, ...]   # weights of embeddings, blocks[0], blocks[1], ...
     data_fingerprint: str
     tokenizer: str
     max_length: int
@@ -30,7 +30,9 @@ class PrefixContext:
     device_type: str
 
     def key(self, split: str, boundary: int) -> str:
-        return cache_key(split=split, boundary=boundary, **self.__dict__)
+        """Depends only on the units below ``boundary`` (adapters above it do not matter)."""
+        parts = {**self.__dict__, "unit_digests": self.unit_digests[:boundary]}
+        return cache_key(split=split, boundary=boundary, **parts)
 
 
 @dataclass

@@ -250,8 +250,17 @@ def _draw_figures(study: Study, folder: Path, many: bool,
 
 def _title(studies: list[Study]) -> str:
     if len(studies) == 1:
-        return f"Layer-freezing study: {studies[0].model} on {studies[0].dataset}"
+        return (f"Layer-freezing study: {_short_name(studies[0].model)} on "
+                f"{_short_name(studies[0].dataset)}")
     return "Layer-freezing study"
+
+
+def _short_name(source: str) -> str:
+    """A hub id as it is; a local path by its last folder name (no machine paths in titles)."""
+    path = Path(source)
+    if path.is_absolute() or source.startswith("."):
+        return "/".join(path.parts[-2:])
+    return source
 
 
 def render_markdown(studies: list[Study], records: list[dict[str, Any]],
@@ -366,12 +375,18 @@ def _measurement(study: Study, records: list[dict[str, Any]]) -> list[str]:
     done = [r for r in records if r.get("status") == "completed"]
     kinds = {(r.get("efficiency") or {}).get("memory_kind") for r in done} - {None}
     memory = "; ".join(_MEMORY_KIND.get(k, k) for k in sorted(kinds)) or "not recorded"
-    s = study.summary
-    cached = s[s["cache_build_seconds_mean"].fillna(0) > 0]
-    cache = ("No frozen-prefix cache was built." if cached.empty else
-             "Building the frozen-prefix cache, a one-off cost, is not part of training time: " +
-             ", ".join(f"{_md_escape(r.strategy_label)} {_seconds(r.cache_build_seconds_mean)}"
-                       for r in cached.itertuples()) + " on average.")
+    builds: dict[str, float] = {}
+    for r in done:
+        seconds = (r.get("efficiency") or {}).get("cache_build_seconds") or 0.0
+        if seconds > 0:
+            label = r.get("strategy_label", "?")
+            builds[label] = builds.get(label, 0.0) + seconds
+    cache = ("No frozen-prefix cache was built." if not builds else
+             "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
+             "same frozen layers (all seeds and learning rates), and not part of training time; "
+             "the builds took " + ", ".join(f"{_md_escape(k)} {_seconds(v)}"
+                                            for k, v in builds.items())
+             + f" in total ({_seconds(sum(builds.values()))} for the whole study).")
     labels = (done[0].get("data") or {}).get("label_names") or []
     f1 = (f"F1 of the positive class ('{_md_escape(str(labels[1]))}')" if len(labels) == 2
           else "macro-averaged F1 over the classes")

@@ -25,7 +25,7 @@ from freezebench.model import LayerMap
 
 @dataclass
 class FreezePlan:
-    """What trains: ``trainable`` from the start; ``schedule`` adds names at fractions of training."""
+    """What trains: ``trainable`` from the start; ``schedule`` adds names later in training."""
 
     trainable: set[str]
     schedule: list[tuple[float, set[str]]] = field(default_factory=list)
@@ -114,7 +114,8 @@ def plan_for(name: str, params: dict[str, Any], layer_map: LayerMap) -> FreezePl
     plan.trainable |= set(layer_map.head)
     unknown = plan.ever_trainable() - set(layer_map.all_names())
     if unknown:
-        raise StrategyError(f"Strategy '{name}' names parameters the model lacks: {sorted(unknown)[:3]}")
+        missing = sorted(unknown)[:3]
+        raise StrategyError(f"Strategy '{name}' names parameters the model lacks: {missing}")
     return plan
 
 

@@ -9,9 +9,7 @@ deleted) and its run redone. The resolved study is saved as ``<output_dir>/study
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,22 +135,8 @@ def write_study(study: StudyConfig, output_dir: str | Path) -> Path:
         path.replace(previous)
         logger.warning("The study in %s changed; the earlier %s is kept as %s.",
                        output_dir, STUDY_FILE, previous.name)
-    _write_text_atomic(path, text)
+    results.write_text_atomic(path, text)
     return path
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _free_name(path: Path, suffix: str) -> Path:
