@@ -8,7 +8,6 @@ shown in percent so that differences read directly as "F1 points".
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -159,11 +158,12 @@ def plot_frozen_blocks(summary: pd.DataFrame, path: str | Path, *,
                        baseline: str = BASELINE) -> Path | None:
     """Test F1 and training time against the number of frozen blocks (strategy ``bottom``).
 
-    Only ``bottom`` runs whose sole parameter is ``k`` form the line, so variants such as
-    ``bottom(k=4,freeze_embeddings=False)`` do not share its points. Full fine-tuning is drawn at
-    0 frozen blocks. Returns ``None`` (and writes nothing) when there is no such run.
+    Only ``bottom`` runs that differ from the defaults in ``k`` alone form the line, so variants
+    such as ``bottom(k=4,freeze_embeddings=False)`` do not share its points. Full fine-tuning is
+    drawn at 0 frozen blocks. Returns ``None`` (and writes nothing) when there is no such run.
     """
-    only_k = summary["strategy_params"].map(lambda text: set(json.loads(text)) <= {"k"})
+    # Labels name only non-default parameters, so these are the variants that differ in k alone.
+    only_k = summary["strategy_label"].str.fullmatch(r"bottom(\(k=\d+\))?")
     rows = summary[(summary["strategy"] == "bottom") & summary["k"].notna() & only_k]
     if rows.empty:
         return None
