@@ -1,4 +1,4 @@
-"""End to end on the real pretrained model (all-MiniLM-L6-v2) and the offline rotten_tomatoes copy."""
+"""End to end on the real pretrained all-MiniLM-L6-v2 and the offline rotten_tomatoes copy."""
 
 from __future__ import annotations
 

@@ -162,6 +162,6 @@ def test_the_shipped_studies_load_and_expand(monkeypatch):
     quick = yaml.safe_load((REPO_ROOT / "configs" / "quick.yaml").read_text())
     quick.update(model="m", dataset="d")  # the offline aliases are tested above
     runs = expand(parse_study(quick))
-    assert len(runs) == 18
+    assert len(runs) == 27  # head, bitfit and lora have two learning rates each
     assert {(r.max_train_samples, r.max_eval_samples, r.per_device_train_batch_size)
             for r in runs} == {(1000, 500, 16)}
