@@ -22,10 +22,11 @@ from freezebench.engine import (
     evaluate,
     resolve_device,
     resolve_precision,
+    show_progress,
     train,
 )
 from freezebench.env import environment
-from freezebench.errors import FreezebenchError, TrainingError
+from freezebench.errors import TrainingError
 from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
 from freezebench.model import (
     LayerMap,
@@ -80,10 +81,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                    "strategy that freezes more.")
         _finish(config, record, "failed", "OutOfMemoryError", message)
         raise TrainingError(message) from None
-    except FreezebenchError as exc:
-        _finish(config, record, "failed", type(exc).__name__, str(exc))
-        raise
-    except Exception as exc:
+    except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
         _finish(config, record, "failed", type(exc).__name__, str(exc))
         raise
     record["finished_at"] = _now()
@@ -213,8 +211,6 @@ def _evaluate(model, staged, prepared, split, boundary, config, device, precisio
 
 
 def _progress(config: RunConfig) -> bool:
-    from freezebench.engine import show_progress
-
     return show_progress(config.disable_tqdm)
 
 
