@@ -6,9 +6,7 @@ Expected numbers are computed by hand from the fixture tables in
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -24,16 +22,7 @@ from freezebench.analysis import (
 )
 from freezebench.errors import FreezebenchError
 
-
-def _load_builders():
-    path = Path(__file__).parent / "fixtures" / "records" / "build.py"
-    spec = importlib.util.spec_from_file_location("fixture_records", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_builders()
+from .fixtures.records import build
 
 
 @pytest.fixture(scope="module")

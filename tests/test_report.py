@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,18 +11,10 @@ import pytest
 from freezebench.errors import FreezebenchError
 from freezebench.report import compare_table, summary_table, write_report
 
+from .fixtures.records import build
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-def _load_builders():
-    path = Path(__file__).parent / "fixtures" / "records" / "build.py"
-    spec = importlib.util.spec_from_file_location("fixture_records", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_builders()
 
 
 @pytest.fixture(scope="module")
