@@ -22,7 +22,7 @@ from .conftest import build_tiny_model
 def _config(model_dir, dataset, tmp_path, **overrides) -> RunConfig:
     values = dict(model=model_dir, dataset=str(dataset), output_dir=str(tmp_path / "out"),
                   learning_rate=5e-3, per_device_train_batch_size=8, per_device_eval_batch_size=5,
-                  num_train_epochs=2, disable_tqdm=True)
+                  num_train_epochs=2, disable_tqdm=True, precision="fp32")
     values.update(overrides)
     return RunConfig(**values)
 

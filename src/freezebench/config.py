@@ -44,7 +44,9 @@ class RunConfig(BaseModel):
     max_length: int | None = Field(default=None, ge=8)
     max_train_samples: int | None = Field(default=None, ge=2)
     max_eval_samples: int | None = Field(default=None, ge=1)
-    group_by_length: bool = False
+    # Batches of similar length (shuffled in mega-batches of 50, as the Trainer's option):
+    # on rotten_tomatoes random batches carry 1.76x the real tokens as padding, grouped 1.02x.
+    group_by_length: bool = True
 
     # how to freeze
     strategy: str = "full"
