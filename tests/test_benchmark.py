@@ -1,4 +1,4 @@
-"""The Trainer-vs-freezebench benchmark runs end to end on a tiny model and reports sane numbers."""
+"""The Trainer-vs-freezebench benchmark runs a study end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import math
 import re
 import sys
 from pathlib import Path
+
+import pytest
+import yaml
+
+from freezebench.errors import FreezebenchError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_vs_freezebench.py"
 
@@ -20,33 +25,70 @@ def _load_benchmark():
     return module
 
 
-def test_benchmark_runs_both_sides_and_ends_with_the_speedup(
+def _study(tmp_path, model_dir, dataset, strategies) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "tiny", "model": model_dir, "dataset": str(dataset), "seeds": [42, 43],
+        "recipe": {"per_device_train_batch_size": 16, "max_length": 32},
+        "strategies": strategies, "output_dir": str(tmp_path / "unused")}))
+    return path
+
+
+def test_benchmark_runs_every_run_of_the_study_on_both_sides(
     tiny_model_dirs, sentiment_folder, tmp_path, capsys
 ):
     benchmark = _load_benchmark()
+    study = _study(tmp_path, tiny_model_dirs["bert"], sentiment_folder, [
+        {"name": "head", "learning_rates": [1e-3, 1e-2]}, {"name": "full",
+                                                            "learning_rates": [1e-4]}])
     out = tmp_path / "bench"
-    result = benchmark.main([
-        "--model", tiny_model_dirs["bert"], "--dataset", str(sentiment_folder),
-        "--strategies", "head", "--seeds", "42", "--device", "cpu", "--output-dir", str(out),
-    ])
+    result = benchmark.main(["--study", str(study), "--device", "cpu", "--precision", "fp32",
+                             "--output-dir", str(out)])
 
-    runs = {row["side"]: row for row in result["runs"]}
-    assert set(runs) == {"freezebench", "trainer"}
-    for row in runs.values():
-        assert math.isfinite(row["f1"]) and 0.0 <= row["f1"] <= 1.0
-        assert 0.0 <= row["accuracy"] <= 1.0
-        assert row["seconds"] > 0
-        assert row["steps"] == 3  # 48 training rows at batch 16, one epoch, on both sides
-    # the head trains alone on both sides, so the frozen prefix is the whole encoder
-    assert runs["freezebench"]["trainable_params"] == runs["trainer"]["trainable_params"]
-    assert runs["freezebench"]["cache_build_seconds"] > 0 and not runs["freezebench"]["cache_hit"]
+    rows = result["rows"]
+    assert len(rows) == 2 * 3 * 2  # (head x 2 rates + full) x 2 seeds, each on both sides
+    for side in ("freezebench", "trainer"):
+        mine = [r for r in rows if r["side"] == side]
+        assert sorted((r["strategy"], r["learning_rate"], r["seed"]) for r in mine) == sorted(
+            (s, lr, seed) for s, lr in [("head", 1e-3), ("head", 1e-2), ("full", 1e-4)]
+            for seed in (42, 43))
+        for row in mine:
+            assert 0.0 <= row["f1"] <= 1.0 and 0.0 <= row["validation_f1"] <= 1.0
+            assert row["seconds"] > 0 and row["precision"] == "fp32"
+            assert row["steps"] == 3  # 48 training rows at batch 16, one epoch, on both sides
+    head = {r["side"]: r for r in rows if r["strategy"] == "head" and r["seed"] == 42
+            and r["learning_rate"] == 1e-3}
+    assert head["freezebench"]["trainable_params"] == head["trainer"]["trainable_params"]
+    assert head["freezebench"]["cache_build_seconds"] > 0  # the first head run builds the cache
+    later = [r for r in rows if r["side"] == "freezebench" and r["strategy"] == "head"][1:]
+    assert all(r["cache_hit"] and r["cache_build_seconds"] == 0 for r in later)
+
+    [head_summary, full_summary] = result["per_strategy"]
+    for side in ("freezebench", "trainer"):  # the rate with the best mean validation F1 wins
+        runs = [r for r in rows if r["side"] == side and r["strategy"] == "head"]
+        best = max((1e-3, 1e-2), key=lambda lr: sum(
+            r["validation_f1"] for r in runs if r["learning_rate"] == lr))
+        assert head_summary[side]["learning_rate"] == best
+    assert full_summary["freezebench"]["n"] == 2
     totals = result["total_seconds"]
-    assert totals["freezebench"] > 0 and totals["trainer"] > 0
     assert result["speedup"] == totals["trainer"] / totals["freezebench"]
+    assert totals["freezebench"] == pytest.approx(sum(
+        r["seconds"] for r in rows if r["side"] == "freezebench"))
 
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"sweep speedup vs Trainer: \d+\.\d\d", lines[-1])
     assert lines[-1] == f"sweep speedup vs Trainer: {result['speedup']:.2f}"
     saved = json.loads((out / "benchmark.json").read_text())
-    assert saved["speedup"] == result["speedup"]
-    assert len(list((out / "freezebench" / "runs").glob("*.json"))) == 1
+    assert saved["speedup"] == result["speedup"] and math.isfinite(saved["speedup"])
+    assert len(list((out / "freezebench" / "runs").glob("*.json"))) == 6
+
+
+def test_benchmark_refuses_a_strategy_the_trainer_cannot_reproduce(
+    tiny_model_dirs, sentiment_folder, tmp_path
+):
+    benchmark = _load_benchmark()
+    study = _study(tmp_path, tiny_model_dirs["bert"], sentiment_folder, ["full", "gradual"])
+    with pytest.raises(FreezebenchError, match="'gradual' changes what trains"):
+        benchmark.main(["--study", str(study), "--device", "cpu", "--output-dir",
+                        str(tmp_path / "bench")])
+    assert not (tmp_path / "bench").exists()  # refused before anything ran
