@@ -63,12 +63,13 @@ def test_record_holds_every_promised_field(tiny_model_dirs, sentiment_folder, tm
     assert saved["env"]["torch"] == torch.__version__.split("+")[0] or saved["env"]["torch"]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("strategy,params", [("bottom", {"k": 2}), ("head", {}),
                                              ("bottom", {"k": 4})])
 def test_cache_gives_the_same_metrics_as_no_cache(tiny_model_dirs, sentiment_folder, tmp_path,
-                                                  strategy, params):
+                                                  strategy, params, precision):
     shared_store(None).clear()
-    common = dict(strategy=strategy, strategy_params=params)
+    common = dict(strategy=strategy, strategy_params=params, precision=precision)
     cached = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "a", **common))
     plain = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "b",
                         use_cache=False, **common))
