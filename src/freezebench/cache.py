@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,77 +72,92 @@ def cache_key(**parts: object) -> str:
 
 
 class PrefixCacheStore:
-    """In-memory LRU of cached states under a byte budget, backed by an optional folder."""
+    """In-memory LRU of cached states under a byte budget, backed by a folder.
+
+    With ``folder`` every entry is also written there (and found again by later processes). An
+    entry larger than the memory budget is kept memory-mapped from disk: from ``folder``, or else
+    from a temporary folder that lives as long as the store.
+    """
 
     def __init__(self, memory_budget_bytes: int, folder: str | Path | None = None):
         self.memory_budget = memory_budget_bytes
         self.folder = Path(folder) if folder else None
+        self._spill: tempfile.TemporaryDirectory | None = None
         self._entries: OrderedDict[str, CachedStates] = OrderedDict()
 
     def get(self, key: str) -> CachedStates | None:
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
-        return self._load(key)
+        for folder in self._folders():
+            entry = load_entry(folder, key)
+            if entry is not None:
+                self._remember(key, entry)
+                return entry
+        return None
 
     def put(self, key: str, entry: CachedStates) -> None:
         if self.folder is not None:
-            self._save(key, entry)
-        if entry.nbytes <= self.memory_budget:
-            self._entries[key] = entry
-            self._evict()
+            save_entry(self.folder, key, entry)
+        elif entry.nbytes > self.memory_budget:
+            if self._spill is None:
+                self._spill = tempfile.TemporaryDirectory(prefix="freezebench-prefix-cache-")
+            save_entry(Path(self._spill.name), key, entry)
+        self._remember(key, entry)
 
     def memory_bytes(self) -> int:
+        """Bytes of the entries held in memory (memory-mapped ones are not counted)."""
         return sum(e.nbytes for e in self._entries.values())
 
     def clear(self) -> None:
         self._entries.clear()
 
-    def _evict(self) -> None:
-        while self.memory_bytes() > self.memory_budget and len(self._entries) > 1:
-            self._entries.popitem(last=False)
+    def _folders(self) -> list[Path]:
+        return [f for f in (self.folder, self._spill and Path(self._spill.name)) if f is not None]
 
-    def _paths(self, key: str) -> tuple[Path, Path, Path]:
-        assert self.folder is not None
-        return (self.folder / f"{key}.states.npy", self.folder / f"{key}.offsets.npy",
-                self.folder / f"{key}.json")
-
-    def _save(self, key: str, entry: CachedStates) -> None:
-        states_path, offsets_path, meta_path = self._paths(key)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        dtype = str(entry.states.dtype).removeprefix("torch.")
-        raw = entry.states.cpu()
-        if raw.dtype == torch.bfloat16:
-            raw = raw.view(torch.int16)
-        for path, array in ((states_path, raw.numpy()), (offsets_path, entry.offsets.numpy())):
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, array, allow_pickle=False)
-            os.replace(tmp, path)
-        meta = {"dtype": dtype, "cls_only": entry.cls_only}
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)  # written last: its presence marks a complete entry
-
-    def _load(self, key: str) -> CachedStates | None:
-        if self.folder is None:
-            return None
-        states_path, offsets_path, meta_path = self._paths(key)
-        if not meta_path.is_file():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            states = torch.from_numpy(np.load(states_path, mmap_mode="r", allow_pickle=False))
-            offsets = torch.from_numpy(np.load(offsets_path, allow_pickle=False))
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring unreadable prefix-cache entry %s: %s", key, exc)
-            return None
-        if meta["dtype"] == "bfloat16":
-            states = states.view(torch.bfloat16)
-        entry = CachedStates(states, offsets, bool(meta["cls_only"]))
+    def _remember(self, key: str, entry: CachedStates) -> None:
         if entry.nbytes <= self.memory_budget:
             self._entries[key] = entry
-            self._evict()
-        return entry
+            while self.memory_bytes() > self.memory_budget and len(self._entries) > 1:
+                self._entries.popitem(last=False)
+
+
+def _entry_paths(folder: Path, key: str) -> tuple[Path, Path, Path]:
+    return (folder / f"{key}.states.npy", folder / f"{key}.offsets.npy", folder / f"{key}.json")
+
+
+def save_entry(folder: Path, key: str, entry: CachedStates) -> None:
+    """Write ``entry`` as two ``.npy`` arrays and a JSON file, each atomically, the JSON last."""
+    states_path, offsets_path, meta_path = _entry_paths(folder, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = entry.states.cpu()
+    if raw.dtype == torch.bfloat16:  # numpy has no bfloat16: store the bits
+        raw = raw.view(torch.int16)
+    for path, array in ((states_path, raw.numpy()), (offsets_path, entry.offsets.numpy())):
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)
+    meta = {"dtype": str(entry.states.dtype).removeprefix("torch."), "cls_only": entry.cls_only}
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, meta_path)  # written last: its presence marks a complete entry
+
+
+def load_entry(folder: Path, key: str) -> CachedStates | None:
+    """The entry saved under ``key`` with its states memory-mapped, or ``None``."""
+    states_path, offsets_path, meta_path = _entry_paths(folder, key)
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        states = torch.from_numpy(np.load(states_path, mmap_mode="c", allow_pickle=False))
+        offsets = torch.from_numpy(np.load(offsets_path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable prefix-cache entry %s: %s", key, exc)
+        return None
+    if meta["dtype"] == "bfloat16":
+        states = states.view(torch.bfloat16)
+    return CachedStates(states, offsets, bool(meta["cls_only"]))
 
 
 def default_memory_budget() -> int:
