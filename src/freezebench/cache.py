@@ -9,7 +9,8 @@ Entries are keyed by everything that determines them: the backbone's weights, th
 fingerprint, the tokenizer and maximum length, the split, the boundary, the dtype and the device
 type. A deeper boundary is built from the deepest shallower one already cached, so a sweep over
 ``bottom`` depths makes one pass over the data. Entries live in memory up to a byte budget and,
-with a cache folder, in ``.npy`` files that are memory-mapped back (plain arrays, never pickles).
+with a cache folder, in ``.npy`` files that are memory-mapped back (plain arrays, never pickles);
+without one, an entry too big for the budget goes to a temporary folder the same way.
 """
 
 from __future__ import annotations
