@@ -92,3 +92,36 @@ def test_benchmark_refuses_a_strategy_the_trainer_cannot_reproduce(
         benchmark.main(["--study", str(study), "--device", "cpu", "--output-dir",
                         str(tmp_path / "bench")])
     assert not (tmp_path / "bench").exists()  # refused before anything ran
+
+
+def test_random_bert_base_has_bert_base_shapes_and_loads_as_a_freezebench_model(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "random_bert_base", SCRIPT.parent / "random_bert_base.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = module.write_random_bert_base(tmp_path / "bert-base")
+
+    from freezebench.model import build_layer_map, count_parameters, load_model
+
+    model = load_model(str(folder), num_labels=2, label_names=["neg", "pos"], seed=0)
+    layer_map = build_layer_map(model)
+    assert layer_map.num_blocks == 12 and model.config.hidden_size == 768
+    # bert-base-uncased's 109,482,240 encoder parameters (vocab 30,522) plus a 2-class head
+    assert count_parameters(model)[1] == 109_482_240 + 768 * 2 + 2
+
+
+def test_the_gpu_benchmark_studies_expand_to_the_issue_workloads():
+    from freezebench.study import expand, parse_study
+
+    def runs(name: str):
+        values = yaml.safe_load((SCRIPT.parent / "studies" / name).read_text())
+        assert values["dataset"] == "offline-rotten-tomatoes"
+        return expand(parse_study({**values, "dataset": "d"}))  # the alias is tested elsewhere
+
+    full_head = runs("gpu-full-head.yaml")
+    assert sorted({r.strategy for r in full_head}) == ["full", "head"] and len(full_head) == 6
+    depth = runs("gpu-depth-sweep.yaml")
+    assert sorted({r.strategy_params.get("k") for r in depth if r.strategy == "bottom"}) == list(
+        range(13))
+    assert len(depth) == (13 + 1) * 3
+    assert {(r.per_device_train_batch_size, r.num_train_epochs) for r in depth} == {(16, 1)}
