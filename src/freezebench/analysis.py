@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,15 @@ import numpy as np
 import pandas as pd
 
 from freezebench.errors import FreezebenchError
+from freezebench.formatting import (
+    change_words,
+    finite,
+    points_text,
+    points_word,
+    share,
+    signed,
+    speed_words,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +313,7 @@ def recommend(summary: pd.DataFrame, *, tolerance_points: float = 1.0,
         best = rows["test_f1_mean"].idxmax()
         text = (f"There are no completed '{baseline}' runs to compare with, so only absolute "
                 f"numbers can be given. Highest mean test F1: {best} "
-                f"({_points(rows.at[best, 'test_f1_mean'])}); strategies on the frontier of "
+                f"({points_text(rows.at[best, 'test_f1_mean'])}); strategies on the frontier of "
                 f"test F1 against training time: {', '.join(front)}.")
         return Recommendation(best, "no_baseline", [], front, None, text)
     ok = rows.loc[front]
@@ -324,7 +331,7 @@ def recommend(summary: pd.DataFrame, *, tolerance_points: float = 1.0,
     text = (f"No strategy that trains faster than {name} stays within "
             f"{points_word(tolerance_points)} of it, so {name} is recommended.")
     if alt is not None:
-        text += (f" The best cheaper alternative is {alt}: {_speed(rows.at[alt, 'speedup'])} "
+        text += (f" The best cheaper alternative is {alt}: {speed_words(rows.at[alt, 'speedup'])} "
                  f"training at a cost of {-rows.at[alt, 'delta_f1_points']:.1f} F1 points.")
     return Recommendation(baseline, "baseline", [], front, alt, text)
 
@@ -334,7 +341,7 @@ def _recommend_text(rows: pd.DataFrame, pick: str, runners: list[str], front: li
     r = rows.loc[pick]
     text = (f"Recommended: {pick}. Of the strategies on the frontier of test F1 against "
             f"training time ({', '.join(front)}), it saves the most training time "
-            f"({share(r['time_saving'])} less, {_speed(r['speedup'])}) while staying within "
+            f"({share(r['time_saving'])} less, {speed_words(r['speedup'])}) while staying within "
             f"{points_word(tolerance)} of {_base_name(baseline)} "
             f"({signed(r['delta_f1_points'])} points).")
     if runners:
@@ -372,88 +379,27 @@ def _keep_performance(summary: pd.DataFrame, tolerance: float, saving: float, ba
 
 def _evidence(row: Any) -> str:
     text = (f"{row.strategy_label} cuts training time by {share(row.time_saving)} "
-            f"({_speed(row.speedup)}) at {signed(row.delta_f1_points)} F1 points")
-    if _finite(row.memory_saving_percent):
-        text += f", with {_more_less(row.memory_saving_percent, 'less', 'more')} peak memory"
+            f"({speed_words(row.speedup)}) at {signed(row.delta_f1_points)} F1 points")
+    if finite(row.memory_saving_percent):
+        text += f", with {change_words(row.memory_saving_percent, 'less', 'more')} peak memory"
     return text
 
 
 def tradeoff_sentence(row: Any) -> str:
     """Question 1 for one strategy, e.g. '−0.8 F1 points (−0.9 %), 1.9× faster training, ...'."""
     parts = [f"{signed(row.delta_f1_points)} F1 points ({signed(row.delta_f1_percent)} %)"]
-    if _finite(row.speedup):
-        parts.append(f"{_speed(row.speedup)} training")
+    if finite(row.speedup):
+        parts.append(f"{speed_words(row.speedup)} training")
     for value, what, fewer, more in [
         (row.memory_saving_percent, "peak memory", "less", "more"),
         (row.flops_saving_percent, "training FLOPs", "fewer", "more"),
         (row.trainable_saving_percent, "trainable parameters", "fewer", "more"),
         (row.cost_saving_percent, "cost", "lower", "higher"),
     ]:
-        if _finite(value):
-            parts.append(f"{_more_less(value, fewer, more)} {what}")
+        if finite(value):
+            parts.append(f"{change_words(value, fewer, more)} {what}")
     return ", ".join(parts)
-
-
-# --------------------------------------------------------------------------- number words
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and math.isfinite(value)
-
-
-def signed(value: float, digits: int = 1) -> str:
-    """'+0.2' or '−0.8' (a true minus sign); rounding to zero gives '±0.0'."""
-    text = f"{abs(value):.{digits}f}"
-    if float(text) == 0:
-        return f"±{text}"
-    return ("+" if value > 0 else "\u2212") + text
-
-
-def share(fraction: float) -> str:
-    return f"{fraction * 100:.0f} %"
-
-
-def _speed(speedup: float) -> str:
-    if speedup >= 1:
-        return f"{speedup:.1f}\u00d7 faster"
-    return f"{1 / speedup:.1f}\u00d7 slower"
 
 
 def _base_name(baseline: str) -> str:
     return "full fine-tuning" if baseline == BASELINE else f"'{baseline}'"
-
-
-def points_word(tolerance: float) -> str:
-    return f"{tolerance:g} F1 point" + ("" if tolerance == 1 else "s")
-
-
-def _points(f1: float) -> str:
-    return f"{f1 * 100:.1f}"
-
-
-def percent_text(value: float) -> str:
-    """A percentage with enough digits to tell 99.9986 % from 100 % and 0.0014 % from 0 %."""
-    if value == 0 or not _finite(value):
-        return f"{value:.0f}"
-    if 99 < abs(value) < 100:
-        digits = next((d for d in range(1, 5) if round(abs(value), d) < 100), 4)
-        return f"{value:.{digits}f}"
-    if abs(value) < 1:
-        return f"{value:.2g}"
-    return f"{value:.0f}"
-
-
-def _more_less(saving_percent: float, fewer: str, more: str) -> str:
-    word = fewer if saving_percent >= 0 else more
-    return f"{percent_text(abs(saving_percent))} % {word}"
-
-
-def scale(values: pd.Series | np.ndarray, family: str) -> tuple[float, str]:
-    """A divisor and unit that keep the largest value readable (s/min/h, MB/GB, GFLOP/TFLOP...)."""
-    top = float(np.nanmax(np.asarray(values, dtype=float))) if len(values) else 0.0
-    steps = {
-        "time": [(3600, "h", 7200), (60, "min", 300), (1, "s", 0)],
-        "memory": [(1024, "GB", 10240), (1, "MB", 0)],
-        "flops": [(1e18, "EFLOP", 1e18), (1e15, "PFLOP", 1e15), (1e12, "TFLOP", 1e12),
-                  (1e9, "GFLOP", 1e9), (1, "FLOP", 0)],
-    }[family]
-    return next((factor, unit) for factor, unit, above in steps if top >= above)

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from freezebench.analysis import BASELINE, pareto_front, scale
+from freezebench.analysis import BASELINE, pareto_front
+from freezebench.formatting import scale
 
 # cost name -> summary column, axis title, unit family
 COSTS = {

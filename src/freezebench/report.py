@@ -21,16 +21,23 @@ from typing import Any
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from freezebench.analysis import (
-    Study,
-    analyze,
+from freezebench.analysis import Study, analyze
+from freezebench.errors import FreezebenchError
+from freezebench.formatting import (
+    count_text,
+    flops_text,
+    integer_text,
+    known,
+    mean_std_text,
+    memory_text,
     percent_text,
     points_word,
-    scale,
+    ratio_text,
+    seconds_text,
     share,
     signed,
+    usd_text,
 )
-from freezebench.errors import FreezebenchError
 from freezebench.results import UnreadableRecord, runs_dir, safe_name, scan_records
 
 logger = logging.getLogger(__name__)
@@ -119,11 +126,11 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
             s = study.summary.set_index("strategy_label")
             order += [label for label in s.index if label not in order]
             columns[f"{name}: test F1 (%)"] = {
-                k: _f1(r.test_f1_mean, r.test_f1_std, r.n) for k, r in s.iterrows()}
+                k: mean_std_text(r.test_f1_mean, r.test_f1_std, r.n) for k, r in s.iterrows()}
             columns[f"{name}: training time"] = {
-                k: _seconds(r.train_seconds_mean) for k, r in s.iterrows()}
+                k: seconds_text(r.train_seconds_mean) for k, r in s.iterrows()}
             columns[f"{name}: speed-up"] = {
-                k: _times(r.speedup) for k, r in s.iterrows()}
+                k: ratio_text(r.speedup) for k, r in s.iterrows()}
     table = pd.DataFrame(columns, index=order).fillna("–")
     table.index.name = "Strategy"
     return table.reset_index()
@@ -138,17 +145,17 @@ def main_table(study: Study) -> pd.DataFrame:
     for r in study.summary.itertuples():
         row = {
             "Strategy": r.strategy_label,
-            "Trainable params": f"{_count(r.trainable_mean)} "
+            "Trainable params": f"{count_text(r.trainable_mean)} "
                                 f"({percent_text(r.trainable_percent_mean)} %)",
-            "Test F1 (%)": _f1(r.test_f1_mean, r.test_f1_std, r.n),
-            "Test accuracy (%)": _f1(r.test_accuracy_mean, r.test_accuracy_std, r.n),
+            "Test F1 (%)": mean_std_text(r.test_f1_mean, r.test_f1_std, r.n),
+            "Test accuracy (%)": mean_std_text(r.test_accuracy_mean, r.test_accuracy_std, r.n),
             "ΔF1 vs full": _delta(r, base) if base else None,
-            "Training time": _seconds(r.train_seconds_mean),
-            "Speed-up": _times(r.speedup) if base else None,
-            "Train samples/s": _number(r.train_samples_per_second_mean),
-            "Peak memory": _memory(r.peak_memory_mb_mean) + _saving(r, "memory", base, "less"),
-            "Training FLOPs": _flops(r.train_flops_mean) + _saving(r, "flops", base, "fewer"),
-            "Cost (USD)": _usd(r.cost_usd_mean) + _saving(r, "cost", base, "lower"),
+            "Training time": seconds_text(r.train_seconds_mean),
+            "Speed-up": ratio_text(r.speedup) if base else None,
+            "Train samples/s": integer_text(r.train_samples_per_second_mean),
+            "Peak memory": memory_text(r.peak_memory_mb_mean) + _saving(r, "memory", base, "less"),
+            "Training FLOPs": flops_text(r.train_flops_mean) + _saving(r, "flops", base, "fewer"),
+            "Cost (USD)": usd_text(r.cost_usd_mean) + _saving(r, "cost", base, "lower"),
         }
         rows.append({k: v for k, v in row.items() if v is not None})
     return pd.DataFrame(rows)
@@ -157,13 +164,13 @@ def main_table(study: Study) -> pd.DataFrame:
 def _delta(r: Any, base: str) -> str:
     if r.strategy_label == base:
         return "baseline"
-    se = f" ± {r.delta_f1_points_se:.1f}" if _ok(r.delta_f1_points_se) else ""
+    se = f" ± {r.delta_f1_points_se:.1f}" if known(r.delta_f1_points_se) else ""
     return f"{signed(r.delta_f1_points)}{se} pts ({signed(r.delta_f1_percent)} %)"
 
 
 def _saving(r: Any, name: str, base: str | None, fewer: str) -> str:
     value = getattr(r, f"{name}_saving_percent")
-    if not base or r.strategy_label == base or not _ok(value):
+    if not base or r.strategy_label == base or not known(value):
         return ""
     word = fewer if value >= 0 else {"less": "more", "fewer": "more", "lower": "higher"}[fewer]
     return f" ({percent_text(abs(value))} % {word})"
@@ -349,7 +356,7 @@ def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded
 def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
     done = [r for r in records if r.get("status") == "completed"]
     sizes = (done[0].get("data") or {}).get("sizes") or {}
-    split = ", ".join(f"{k} {_number(v)}" for k, v in sizes.items()) or "not recorded"
+    split = ", ".join(f"{k} {integer_text(v)}" for k, v in sizes.items()) or "not recorded"
     seeds = sorted({s for seeds in study.summary["seeds"] for s in seeds})
     return [
         f"- **Model**: {_md_escape(study.model)}",
@@ -384,9 +391,9 @@ def _measurement(study: Study, records: list[dict[str, Any]]) -> list[str]:
     cache = ("No frozen-prefix cache was built." if not builds else
              "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
              "same frozen layers (all seeds and learning rates), and not part of training time; "
-             "the builds took " + ", ".join(f"{_md_escape(k)} {_seconds(v)}"
+             "the builds took " + ", ".join(f"{_md_escape(k)} {seconds_text(v)}"
                                             for k, v in builds.items())
-             + f" in total ({_seconds(sum(builds.values()))} for the whole study).")
+             + f" in total ({seconds_text(sum(builds.values()))} for the whole study).")
     labels = (done[0].get("data") or {}).get("label_names") or []
     f1 = (f"F1 of the positive class ('{_md_escape(str(labels[1]))}')" if len(labels) == 2
           else "macro-averaged F1 over the classes")
@@ -506,56 +513,6 @@ def render_html(markdown: str, base_dir: Path, title: str) -> str:
 
 
 # --------------------------------------------------------------------------- numbers
-
-def _ok(value: Any) -> bool:
-    return value is not None and not pd.isna(value)
-
-
-def _f1(mean: float, std: float, n: int) -> str:
-    if not _ok(mean):
-        return "–"
-    spread = f" ± {std * 100:.1f}" if _ok(std) else ""
-    return f"{mean * 100:.1f}{spread} (n={int(n)})"
-
-
-def _count(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    return f"{value / 1e6:.1f} M" if value >= 1e6 else f"{value:,.0f}"
-
-
-def _seconds(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "time")
-    return f"{value / factor:.3g} {unit}"
-
-
-def _times(value: float) -> str:
-    return f"{value:.2f}×" if _ok(value) else "–"
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if _ok(value) else "–"
-
-
-def _memory(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "memory")
-    return f"{value / factor:,.0f} {unit}" if factor == 1 else f"{value / factor:.1f} {unit}"
-
-
-def _flops(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "flops")
-    return f"{value / factor:.3g} {unit}"
-
-
-def _usd(value: float) -> str:
-    return f"${value:.3g}" if _ok(value) else "–"
-
 
 def _n_range(n: pd.Series) -> str:
     lo, hi = int(n.min()), int(n.max())
