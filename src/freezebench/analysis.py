@@ -20,10 +20,10 @@ import pandas as pd
 
 from freezebench.errors import FreezebenchError
 from freezebench.formatting import (
-    change_words,
     finite,
     points_text,
     points_word,
+    saving_words,
     share,
     signed,
     speed_words,
@@ -381,7 +381,7 @@ def _evidence(row: Any) -> str:
     text = (f"{row.strategy_label} cuts training time by {share(row.time_saving)} "
             f"({speed_words(row.speedup)}) at {signed(row.delta_f1_points)} F1 points")
     if finite(row.memory_saving_percent):
-        text += f", with {change_words(row.memory_saving_percent, 'less', 'more')} peak memory"
+        text += f", with {saving_words(row.memory_saving_percent, 'memory')} peak memory"
     return text
 
 
@@ -390,14 +390,11 @@ def tradeoff_sentence(row: Any) -> str:
     parts = [f"{signed(row.delta_f1_points)} F1 points ({signed(row.delta_f1_percent)} %)"]
     if finite(row.speedup):
         parts.append(f"{speed_words(row.speedup)} training")
-    for value, what, fewer, more in [
-        (row.memory_saving_percent, "peak memory", "less", "more"),
-        (row.flops_saving_percent, "training FLOPs", "fewer", "more"),
-        (row.trainable_saving_percent, "trainable parameters", "fewer", "more"),
-        (row.cost_saving_percent, "cost", "lower", "higher"),
-    ]:
+    for measure, what in [("memory", "peak memory"), ("flops", "training FLOPs"),
+                          ("trainable", "trainable parameters"), ("cost", "cost")]:
+        value = getattr(row, f"{measure}_saving_percent")
         if finite(value):
-            parts.append(f"{change_words(value, fewer, more)} {what}")
+            parts.append(f"{saving_words(value, measure)} {what}")
     return ", ".join(parts)
 
 

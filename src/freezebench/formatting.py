@@ -70,8 +70,15 @@ def percent_text(value: float) -> str:
     return f"{value:.0f}"
 
 
-def change_words(saving_percent: float, fewer: str, more: str) -> str:
-    """A saving as words: '30 % less' for a saving, '12 % more' for a loss."""
+# Words for a saving against the baseline and for a loss, per compared measure
+# (the ``<measure>_saving_percent`` columns of the comparison).
+SAVING_WORDS = {"memory": ("less", "more"), "flops": ("fewer", "more"),
+                "trainable": ("fewer", "more"), "cost": ("lower", "higher")}
+
+
+def saving_words(saving_percent: float, measure: str) -> str:
+    """A saving as words: '30 % less' (peak memory), or for a loss '25 % higher' (cost)."""
+    fewer, more = SAVING_WORDS[measure]
     word = fewer if saving_percent >= 0 else more
     return f"{percent_text(abs(saving_percent))} % {word}"
 
@@ -82,8 +89,8 @@ def mean_std_text(mean: float, std: float, n: int) -> str:
     """A score (0-1) over seeds in points: '85.0 ± 0.2 (n=3)'; no spread for one seed."""
     if not known(mean):
         return MISSING
-    spread = f" ± {std * 100:.1f}" if known(std) else ""
-    return f"{mean * 100:.1f}{spread} (n={int(n)})"
+    spread = f" ± {points_text(std)}" if known(std) else ""
+    return f"{points_text(mean)}{spread} (n={int(n)})"
 
 
 def count_text(value: float) -> str:
@@ -93,12 +100,19 @@ def count_text(value: float) -> str:
     return f"{value / 1e6:.1f} M" if value >= 1e6 else f"{value:,.0f}"
 
 
-def seconds_text(value: float) -> str:
-    """A duration in s, min or h, three significant digits: '121 s'."""
+def quantity_text(value: float, family: str) -> str:
+    """A value in the unit of ``family`` that keeps it readable: '121 s', '493 TFLOP', '3,650 MB'.
+
+    Three significant digits, except memory: whole megabytes, or gigabytes with one decimal.
+    """
     if not known(value):
         return MISSING
-    factor, unit = scale([value], "time")
-    return f"{value / factor:.3g} {unit}"
+    factor, unit = scale([value], family)
+    if family == "memory":
+        number = f"{value / factor:,.0f}" if factor == 1 else f"{value / factor:.1f}"
+    else:
+        number = f"{value / factor:.3g}"
+    return f"{number} {unit}"
 
 
 def ratio_text(value: float) -> str:
@@ -109,22 +123,6 @@ def ratio_text(value: float) -> str:
 def integer_text(value: float) -> str:
     """A whole number with thousands separators: '8,530'."""
     return f"{value:,.0f}" if known(value) else MISSING
-
-
-def memory_text(value: float) -> str:
-    """Megabytes as '3,650 MB', or '12.5 GB' from 10 GB up."""
-    if not known(value):
-        return MISSING
-    factor, unit = scale([value], "memory")
-    return f"{value / factor:,.0f} {unit}" if factor == 1 else f"{value / factor:.1f} {unit}"
-
-
-def flops_text(value: float) -> str:
-    """A FLOP count in the readable unit, three significant digits: '493 TFLOP'."""
-    if not known(value):
-        return MISSING
-    factor, unit = scale([value], "flops")
-    return f"{value / factor:.3g} {unit}"
 
 
 def usd_text(value: float) -> str:

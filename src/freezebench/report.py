@@ -25,15 +25,15 @@ from freezebench.analysis import Study, analyze
 from freezebench.errors import FreezebenchError
 from freezebench.formatting import (
     count_text,
-    flops_text,
     integer_text,
     known,
     mean_std_text,
-    memory_text,
     percent_text,
+    points_text,
     points_word,
+    quantity_text,
     ratio_text,
-    seconds_text,
+    saving_words,
     share,
     signed,
     usd_text,
@@ -128,7 +128,7 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
             columns[f"{name}: test F1 (%)"] = {
                 k: mean_std_text(r.test_f1_mean, r.test_f1_std, r.n) for k, r in s.iterrows()}
             columns[f"{name}: training time"] = {
-                k: seconds_text(r.train_seconds_mean) for k, r in s.iterrows()}
+                k: quantity_text(r.train_seconds_mean, "time") for k, r in s.iterrows()}
             columns[f"{name}: speed-up"] = {
                 k: ratio_text(r.speedup) for k, r in s.iterrows()}
     table = pd.DataFrame(columns, index=order).fillna("–")
@@ -150,12 +150,14 @@ def main_table(study: Study) -> pd.DataFrame:
             "Test F1 (%)": mean_std_text(r.test_f1_mean, r.test_f1_std, r.n),
             "Test accuracy (%)": mean_std_text(r.test_accuracy_mean, r.test_accuracy_std, r.n),
             "ΔF1 vs full": _delta(r, base) if base else None,
-            "Training time": seconds_text(r.train_seconds_mean),
+            "Training time": quantity_text(r.train_seconds_mean, "time"),
             "Speed-up": ratio_text(r.speedup) if base else None,
             "Train samples/s": integer_text(r.train_samples_per_second_mean),
-            "Peak memory": memory_text(r.peak_memory_mb_mean) + _saving(r, "memory", base, "less"),
-            "Training FLOPs": flops_text(r.train_flops_mean) + _saving(r, "flops", base, "fewer"),
-            "Cost (USD)": usd_text(r.cost_usd_mean) + _saving(r, "cost", base, "lower"),
+            "Peak memory": quantity_text(r.peak_memory_mb_mean, "memory")
+                           + _saving(r, "memory", base),
+            "Training FLOPs": quantity_text(r.train_flops_mean, "flops")
+                              + _saving(r, "flops", base),
+            "Cost (USD)": usd_text(r.cost_usd_mean) + _saving(r, "cost", base),
         }
         rows.append({k: v for k, v in row.items() if v is not None})
     return pd.DataFrame(rows)
@@ -168,12 +170,11 @@ def _delta(r: Any, base: str) -> str:
     return f"{signed(r.delta_f1_points)}{se} pts ({signed(r.delta_f1_percent)} %)"
 
 
-def _saving(r: Any, name: str, base: str | None, fewer: str) -> str:
-    value = getattr(r, f"{name}_saving_percent")
+def _saving(r: Any, measure: str, base: str | None) -> str:
+    value = getattr(r, f"{measure}_saving_percent")
     if not base or r.strategy_label == base or not known(value):
         return ""
-    word = fewer if value >= 0 else {"less": "more", "fewer": "more", "lower": "higher"}[fewer]
-    return f" ({percent_text(abs(value))} % {word})"
+    return f" ({saving_words(value, measure)})"
 
 
 def lr_table(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -391,9 +392,9 @@ def _measurement(study: Study, records: list[dict[str, Any]]) -> list[str]:
     cache = ("No frozen-prefix cache was built." if not builds else
              "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
              "same frozen layers (all seeds and learning rates), and not part of training time; "
-             "the builds took " + ", ".join(f"{_md_escape(k)} {seconds_text(v)}"
+             "the builds took " + ", ".join(f"{_md_escape(k)} {quantity_text(v, 'time')}"
                                             for k, v in builds.items())
-             + f" in total ({seconds_text(sum(builds.values()))} for the whole study).")
+             + f" in total ({quantity_text(sum(builds.values()), 'time')} for the whole study).")
     labels = (done[0].get("data") or {}).get("label_names") or []
     f1 = (f"F1 of the positive class ('{_md_escape(str(labels[1]))}')" if len(labels) == 2
           else "macro-averaged F1 over the classes")
@@ -436,7 +437,7 @@ def _caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "ratios (speed-up, savings) transfer better.",
         f"- **Seeds**: {_n_range(s['n'])} seed(s) per strategy; " + (
             f"the standard deviation of test F1 between seeds is up to "
-            f"{s['test_f1_std'].max() * 100:.1f} points. Differences smaller than that are not "
+            f"{points_text(s['test_f1_std'].max())} points. Differences smaller than that are not "
             "reliable." if s["test_f1_std"].notna().any() else
             "with one seed the run-to-run spread is unknown, so small differences may be noise."),
     ]
