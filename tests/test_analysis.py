@@ -12,14 +12,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from freezebench.analysis import (
-    analyze,
-    export_records,
-    pareto_front,
-    records_to_frame,
-    select_best_lr,
-    tradeoff_sentence,
-)
+from freezebench.analysis import export_records, pareto_front, records_to_frame, select_best_lr
+from freezebench.answers import analyze, tradeoff_sentence
 from freezebench.errors import FreezebenchError
 
 from .fixtures.records import build

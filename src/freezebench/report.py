@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from freezebench.analysis import Study, analyze
+from freezebench.answers import Study, analyze
 from freezebench.errors import FreezebenchError
 from freezebench.formatting import (
     count_text,
