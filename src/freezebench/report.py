@@ -7,19 +7,15 @@ measured, the runs that did not complete and the caveats.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from markdown_it import MarkdownIt
 
 from freezebench.answers import Study, analyze
 from freezebench.errors import FreezebenchError
@@ -38,11 +34,11 @@ from freezebench.formatting import (
     signed,
     usd_text,
 )
+from freezebench.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
 from freezebench.results import UnreadableRecord, runs_dir, safe_name, scan_records
 
 logger = logging.getLogger(__name__)
 
-FIGURES_FOLDER = "report_files"
 _MEMORY_KIND = {"cuda_allocated": "peak GPU memory allocated by PyTorch "
                                   "(`torch.cuda.max_memory_allocated` after a reset)",
                 "cpu_rss_growth": "growth of the process's peak resident memory (CPU run)"}
@@ -205,24 +201,6 @@ def _error_text(record: dict[str, Any]) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def markdown_table(frame: pd.DataFrame, numeric: bool = True) -> str:
-    """A GitHub-style table; with ``numeric``, every column after the first is right-aligned."""
-    def cell(value: Any) -> str:
-        return _md_escape(str(value)).replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    align = "|" + "|".join(":---" if i == 0 or not numeric else "---:"
-                           for i in range(len(frame.columns))) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([header, align, *body])
-
-
-def _md_escape(text: str) -> str:
-    # An underscore inside a word (rotten_tomatoes) is never emphasis, so it stays readable.
-    text = re.sub(r"([\\`*\[\]<>|#])", r"\\\1", text)
-    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
-
-
 # --------------------------------------------------------------------------- figures
 
 def _draw_figures(study: Study, folder: Path, many: bool,
@@ -277,7 +255,7 @@ def render_markdown(studies: list[Study], records: list[dict[str, Any]],
     """The whole report as Markdown; figures are referenced as ``report_files/<name>.png``."""
     counts = pd.Series([r.get("status") for r in records]).value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items())
-    lines = [f"# {_md_escape(_title(studies))}", "",
+    lines = [f"# {md_escape(_title(studies))}", "",
              f"*{len(records)} run records in `{results_dir}` ({status}); generated "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
     level = "###" if len(studies) > 1 else "##"
@@ -285,14 +263,14 @@ def render_markdown(studies: list[Study], records: list[dict[str, Any]],
         mine = [r for r in records if (r.get("config") or {}).get("model") == study.model
                 and (r.get("config") or {}).get("dataset") == study.dataset]
         if len(studies) > 1:
-            lines += [f"## {_md_escape(study.model)} on {_md_escape(study.dataset)}", ""]
+            lines += [f"## {md_escape(study.model)} on {md_escape(study.dataset)}", ""]
         lines += _study_markdown(study, mine, figures[id(study)], level)
     lines += ["## Runs that did not complete", ""]
     failed = failures_table(records)
     lines += [markdown_table(failed, numeric=False) if len(failed) else "All runs completed.", ""]
     if unreadable:
         lines += ["Record files that could not be read (left out):", ""]
-        lines += [f"- `{item.path.name}`: {_md_escape(item.reason)}" for item in unreadable]
+        lines += [f"- `{item.path.name}`: {md_escape(item.reason)}" for item in unreadable]
         lines.append("")
     return "\n".join(lines)
 
@@ -309,14 +287,14 @@ def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
              "**1. How much performance is sacrificed when layers are frozen, and what efficiency "
              "is gained?**", ""]
     if base:
-        lines += [f"- **{_md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
+        lines += [f"- **{md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
     else:
         lines.append("There are no completed `full` runs, so no loss or gain can be stated "
                      "against full fine-tuning; the table gives absolute numbers.")
     lines += ["", "**2. Which freezing strategy gives the best trade-off between performance and "
-                  "compute?**", "", _md_escape(a.recommendation.text), "",
+                  "compute?**", "", md_escape(a.recommendation.text), "",
               "**3. Can acceptable performance be kept while training time and resources drop "
-              "substantially?**", "", _md_escape(a.keep_performance_text), ""]
+              "substantially?**", "", md_escape(a.keep_performance_text), ""]
     lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
               _table_legend(base), ""]
     lines += [f"{h} Figures", ""]
@@ -351,7 +329,7 @@ def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded
         value = none if value is None else value
         if value not in found:
             found.append(value)
-    return ", ".join(_md_escape(str(v)) for v in found) or none
+    return ", ".join(md_escape(str(v)) for v in found) or none
 
 
 def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
@@ -360,8 +338,8 @@ def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
     split = ", ".join(f"{k} {integer_text(v)}" for k, v in sizes.items()) or "not recorded"
     seeds = sorted({s for seeds in study.summary["seeds"] for s in seeds})
     return [
-        f"- **Model**: {_md_escape(study.model)}",
-        f"- **Dataset**: {_md_escape(study.dataset)} (examples per split: {split}; "
+        f"- **Model**: {md_escape(study.model)}",
+        f"- **Dataset**: {md_escape(study.dataset)} (examples per split: {split}; "
         f"training examples used: {_values(done, 'config', 'max_train_samples', none='all')})",
         f"- **Recipe**: {_values(done, 'config', 'num_train_epochs')} epoch(s), batch size "
         f"{_values(done, 'config', 'per_device_train_batch_size')}, weight decay "
@@ -392,11 +370,11 @@ def _measurement(study: Study, records: list[dict[str, Any]]) -> list[str]:
     cache = ("No frozen-prefix cache was built." if not builds else
              "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
              "same frozen layers (all seeds and learning rates), and not part of training time; "
-             "the builds took " + ", ".join(f"{_md_escape(k)} {quantity_text(v, 'time')}"
+             "the builds took " + ", ".join(f"{md_escape(k)} {quantity_text(v, 'time')}"
                                             for k, v in builds.items())
              + f" in total ({quantity_text(sum(builds.values()), 'time')} for the whole study).")
     labels = (done[0].get("data") or {}).get("label_names") or []
-    f1 = (f"F1 of the positive class ('{_md_escape(str(labels[1]))}')" if len(labels) == 2
+    f1 = (f"F1 of the positive class ('{md_escape(str(labels[1]))}')" if len(labels) == 2
           else "macro-averaged F1 over the classes")
     return [
         f"- **Quality**: {f1}, and accuracy, on the test split; the validation split only "
@@ -459,9 +437,9 @@ def _caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
                    "the edge of the rates tried; a wider grid might improve it.")
     mixed = _mixed_settings(done)
     if mixed:
-        out.append(f"- **Mixed settings**: the runs differ in {_md_escape(mixed)}; they were "
+        out.append(f"- **Mixed settings**: the runs differ in {md_escape(mixed)}; they were "
                    "pooled as if they were the same recipe.")
-    out.append(f"- **Scope**: {_md_escape(study.model)} on {_md_escape(study.dataset)} only; "
+    out.append(f"- **Scope**: {md_escape(study.model)} on {md_escape(study.dataset)} only; "
                "other models and tasks may differ.")
     return out
 
@@ -480,37 +458,6 @@ def _mixed_settings(records: list[dict[str, Any]]) -> str:
             if key not in _VARIED_BY_DESIGN and str(value) not in seen:
                 seen.append(str(value))
     return "; ".join(f"{key} ({', '.join(v)})" for key, v in values.items() if len(v) > 1)
-
-
-# --------------------------------------------------------------------------- html
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1180px;
-margin:2rem auto;padding:0 1rem;color:#1d232b;line-height:1.5}
-h1{font-size:1.7rem;border-bottom:2px solid #1f5fa8;padding-bottom:.3rem}
-h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #d6dbe1}
-h3{font-size:1.1rem;margin-top:1.6rem}
-table{border-collapse:collapse;display:block;overflow-x:auto;font-size:.88rem;margin:1rem 0}
-th,td{border:1px solid #d6dbe1;padding:.35rem .6rem;white-space:nowrap}
-th{background:#eef2f7}tr:nth-child(even) td{background:#f8fafc}
-img{max-width:100%;height:auto;border:1px solid #e3e7ec}
-code{background:#f1f3f5;padding:0 .2rem;border-radius:3px}
-"""
-
-
-def render_html(markdown: str, base_dir: Path, title: str) -> str:
-    """The Markdown as one HTML file: inline CSS, every figure embedded as a data URI."""
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
-
-    def embed(match: re.Match[str]) -> str:
-        data = (base_dir / FIGURES_FOLDER / match.group(1)).read_bytes()
-        return f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"'
-
-    body = re.sub(rf'src="{FIGURES_FOLDER}/([^"]+\.png)"', embed, body)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-            f"<body>\n{body}</body>\n</html>\n")
 
 
 # --------------------------------------------------------------------------- numbers
