@@ -47,7 +47,8 @@ _PATHS = {
 }
 
 
-def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+def record_field(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in a record's nested sections; None where a level is missing."""
     value: Any = record
     for key in path:
         if not isinstance(value, dict):
@@ -71,7 +72,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         "seed": config.get("seed"), "learning_rate": config.get("learning_rate"),
         "num_train_epochs": config.get("num_train_epochs"),
     }
-    row.update({name: _get(record, path) for name, path in _PATHS.items()})
+    row.update({name: record_field(record, path) for name, path in _PATHS.items()})
     return row
 
 

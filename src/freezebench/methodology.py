@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from freezebench.analysis import record_field
 from freezebench.answers import Study
 from freezebench.formatting import integer_text, points_text, quantity_text
 from freezebench.markdown import md_escape
@@ -25,9 +26,7 @@ def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded
     """The distinct values of a record field, joined (several values mean a mixed folder)."""
     found = []
     for record in records:
-        value: Any = record
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
+        value = record_field(record, path)
         value = none if value is None else value
         if value not in found:
             found.append(value)
