@@ -35,7 +35,7 @@ def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded
 
 def setup_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     """The Setup section: model, data, recipe, seeds, device and versions, from ``records``."""
-    done = [r for r in records if r.get("status") == "completed"]
+    done = _completed(records)
     sizes = (done[0].get("data") or {}).get("sizes") or {}
     split = ", ".join(f"{k} {integer_text(v)}" for k, v in sizes.items()) or "not recorded"
     seeds = sorted({s for seeds in study.summary["seeds"] for s in seeds})
@@ -61,21 +61,9 @@ def setup_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
 
 def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     """How each number was measured, with the record's own methods (timing, memory kind)."""
-    done = [r for r in records if r.get("status") == "completed"]
+    done = _completed(records)
     kinds = {(r.get("efficiency") or {}).get("memory_kind") for r in done} - {None}
     memory = "; ".join(_MEMORY_KIND.get(k, k) for k in sorted(kinds)) or "not recorded"
-    builds: dict[str, float] = {}
-    for r in done:
-        seconds = (r.get("efficiency") or {}).get("cache_build_seconds") or 0.0
-        if seconds > 0:
-            label = r.get("strategy_label", "?")
-            builds[label] = builds.get(label, 0.0) + seconds
-    cache = ("No frozen-prefix cache was built." if not builds else
-             "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
-             "same frozen layers (all seeds and learning rates), and not part of training time; "
-             "the builds took " + ", ".join(f"{md_escape(k)} {quantity_text(v, 'time')}"
-                                            for k, v in builds.items())
-             + f" in total ({quantity_text(sum(builds.values()), 'time')} for the whole study).")
     labels = (done[0].get("data") or {}).get("label_names") or []
     f1 = (f"F1 of the positive class ('{md_escape(str(labels[1]))}')" if len(labels) == 2
           else "macro-averaged F1 over the classes")
@@ -85,7 +73,8 @@ def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "- **Learning rate**: for every strategy and seed, the learning rate with the best "
         "validation F1 was kept (ties: lower validation loss, then the smaller rate). Test "
         "numbers come from that run only, so the test split played no part in the choice.",
-        f"- **Training time**: {_values(done, 'efficiency', 'timing_method')}. {cache}",
+        f"- **Training time**: {_values(done, 'efficiency', 'timing_method')}. "
+        f"{_cache_text(done)}",
         "- **Throughput**: training examples processed per second of training time.",
         f"- **Memory**: {memory}.",
         "- **FLOPs**: training FLOPs counted by freezebench with freezing (and the cache, where "
@@ -95,9 +84,26 @@ def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _cache_text(done: list[dict[str, Any]]) -> str:
+    """The frozen-prefix cache builds per strategy: a one-off cost, outside training time."""
+    builds: dict[str, float] = {}
+    for r in done:
+        seconds = (r.get("efficiency") or {}).get("cache_build_seconds") or 0.0
+        if seconds > 0:
+            label = r.get("strategy_label", "?")
+            builds[label] = builds.get(label, 0.0) + seconds
+    if not builds:
+        return "No frozen-prefix cache was built."
+    return ("Building the frozen-prefix cache is a one-off cost, shared by every run with the "
+            "same frozen layers (all seeds and learning rates), and not part of training time; "
+            "the builds took " + ", ".join(f"{md_escape(k)} {quantity_text(v, 'time')}"
+                                           for k, v in builds.items())
+            + f" in total ({quantity_text(sum(builds.values()), 'time')} for the whole study).")
+
+
 def caveat_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     """What limits the conclusions: recipe, hardware, seeds, data size, grid, scope."""
-    done = [r for r in records if r.get("status") == "completed"]
+    done = _completed(records)
     s = study.summary
     test_n = ((done[0].get("data") or {}).get("sizes") or {}).get("test")
     out = [
@@ -115,21 +121,8 @@ def caveat_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
             "with one seed the run-to-run spread is unknown, so small differences may be noise."),
     ]
     if isinstance(test_n, int) and test_n > 0:
-        f1 = float(s["test_f1_mean"].max())
-        noise = 100 * math.sqrt(max(f1 * (1 - f1), 1e-12) / test_n)
-        out.append(f"- **Dataset size**: one dataset, scored on {test_n:,} test examples; at "
-                   f"this size a single score carries a sampling error of about ±{noise:.1f} "
-                   "points (differences between strategies scored on the same examples vary "
-                   "less).")
-    grid = learning_rate_grid(study, records)
-    if max(len(g) for g in grid.values()) <= 2:
-        out.append("- **Learning-rate grid**: at most two rates per strategy; a wider grid "
-                   "might move the results.")
-    edge = [label for label, rates in grid.items() if len(rates) > 2 and any(
-        lr in (rates[0], rates[-1]) for lr in s.set_index("strategy_label").at[label, "chosen_lr"])]
-    if edge:
-        out.append(f"- **Edge of the grid**: the best learning rate of {', '.join(edge)} lies at "
-                   "the edge of the rates tried; a wider grid might improve it.")
+        out.append(_sampling_caveat(float(s["test_f1_mean"].max()), test_n))
+    out += _grid_caveats(study, records)
     mixed = _mixed_settings(done)
     if mixed:
         out.append(f"- **Mixed settings**: the runs differ in {md_escape(mixed)}; they were "
@@ -137,6 +130,34 @@ def caveat_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
     out.append(f"- **Scope**: {md_escape(study.model)} on {md_escape(study.dataset)} only; "
                "other models and tasks may differ.")
     return out
+
+
+def _sampling_caveat(f1: float, test_n: int) -> str:
+    # F1 taken as a proportion: sqrt(p(1-p)/n) is the spread that the test sample alone gives.
+    noise = 100 * math.sqrt(max(f1 * (1 - f1), 1e-12) / test_n)
+    return (f"- **Dataset size**: one dataset, scored on {test_n:,} test examples; at this size "
+            f"a single score carries a sampling error of about ±{noise:.1f} points (differences "
+            "between strategies scored on the same examples vary less).")
+
+
+def _grid_caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
+    """A learning-rate grid too small to trust, or best rates at its edge."""
+    out = []
+    grid = learning_rate_grid(study, records)
+    if max(len(g) for g in grid.values()) <= 2:
+        out.append("- **Learning-rate grid**: at most two rates per strategy; a wider grid "
+                   "might move the results.")
+    chosen = study.summary.set_index("strategy_label")["chosen_lr"]
+    edge = [label for label, rates in grid.items()
+            if len(rates) > 2 and any(lr in (rates[0], rates[-1]) for lr in chosen[label])]
+    if edge:
+        out.append(f"- **Edge of the grid**: the best learning rate of {', '.join(edge)} lies at "
+                   "the edge of the rates tried; a wider grid might improve it.")
+    return out
+
+
+def _completed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "completed"]
 
 
 # Config fields that may differ between the runs of one study without mixing recipes.

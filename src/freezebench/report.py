@@ -191,8 +191,21 @@ def render_markdown(studies: list[Study], records: list[dict[str, Any]],
 
 def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
                     h: str) -> list[str]:
+    lines = _answers_markdown(study, h)
+    lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
+              _table_legend(study.baseline), ""]
+    lines += [f"{h} Figures", ""]
+    for path, caption in figures:
+        lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
+    lines += [f"{h} Setup", "", *setup_lines(study, records), ""]
+    lines += [f"{h} How it was measured", "", *measurement_lines(study, records), "",
+              markdown_table(lr_table(study, records), numeric=False), ""]
+    lines += [f"{h} Caveats", "", *caveat_lines(study, records), ""]
+    return lines
+
+
+def _answers_markdown(study: Study, h: str) -> list[str]:
     a = study.answers
-    base = study.baseline
     lines = [f"{h} The answers", "",
              f"*Acceptable* means a mean test F1 at most {points_word(a.tolerance_points)} below "
              f"full fine-tuning; *substantial* means at least {share(a.substantial_saving)} less "
@@ -200,7 +213,7 @@ def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
              "its learning rate chosen on validation.", "",
              "**1. How much performance is sacrificed when layers are frozen, and what efficiency "
              "is gained?**", ""]
-    if base:
+    if study.baseline:
         lines += [f"- **{md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
     else:
         lines.append("There are no completed `full` runs, so no loss or gain can be stated "
@@ -209,15 +222,6 @@ def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
                   "compute?**", "", md_escape(a.recommendation.text), "",
               "**3. Can acceptable performance be kept while training time and resources drop "
               "substantially?**", "", md_escape(a.keep_performance_text), ""]
-    lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
-              _table_legend(base), ""]
-    lines += [f"{h} Figures", ""]
-    for path, caption in figures:
-        lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
-    lines += [f"{h} Setup", "", *setup_lines(study, records), ""]
-    lines += [f"{h} How it was measured", "", *measurement_lines(study, records), "",
-              markdown_table(lr_table(study, records), numeric=False), ""]
-    lines += [f"{h} Caveats", "", *caveat_lines(study, records), ""]
     return lines
 
 
