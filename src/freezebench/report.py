@@ -3,6 +3,10 @@
 The report reads nothing but the run records (``<results>/runs/*.json``). It leads with the
 answers to the study's three questions, then shows the numbers behind them, how they were
 measured, the runs that did not complete and the caveats.
+
+This module writes the files and lays out the page; the parts come from :mod:`.answers`
+(numbers and answers per study), :mod:`.tables`, :mod:`.methodology` (setup, measurement and
+caveat sections), :mod:`.markdown` (escaping, tables, HTML) and :mod:`.plots`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import pandas as pd
 
 from freezebench.answers import Study, analyze
 from freezebench.errors import FreezebenchError
-from freezebench.formatting import mean_std_text, points_word, quantity_text, ratio_text, share
+from freezebench.formatting import (
+    MISSING,
+    mean_std_text,
+    points_word,
+    quantity_text,
+    ratio_text,
+    share,
+)
 from freezebench.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
 from freezebench.methodology import caveat_lines, measurement_lines, setup_lines
 from freezebench.results import UnreadableRecord, runs_dir, safe_name, scan_records
@@ -110,7 +121,7 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
                 k: quantity_text(r.train_seconds_mean, "time") for k, r in s.iterrows()}
             columns[f"{name}: speed-up"] = {
                 k: ratio_text(r.speedup) for k, r in s.iterrows()}
-    table = pd.DataFrame(columns, index=order).fillna("–")
+    table = pd.DataFrame(columns, index=order).fillna(MISSING)
     table.index.name = "Strategy"
     return table.reset_index()
 
