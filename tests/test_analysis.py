@@ -1,4 +1,5 @@
-"""Learning-rate selection, seed statistics, comparisons, Pareto frontier and the answers.
+"""Learning-rate selection, seed statistics, comparisons, Pareto frontier (``analysis``) and
+the answers (``answers``).
 
 Expected numbers are computed by hand from the fixture tables in
 ``tests/fixtures/records/build.py``, never by re-running the code under test.
