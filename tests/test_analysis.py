@@ -1,4 +1,5 @@
-"""Learning-rate selection, seed statistics, comparisons, Pareto frontier and the answers.
+"""Learning-rate selection, seed statistics, comparisons, Pareto frontier (``analysis``) and
+the answers (``answers``).
 
 Expected numbers are computed by hand from the fixture tables in
 ``tests/fixtures/records/build.py``, never by re-running the code under test.
@@ -12,14 +13,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from freezebench.analysis import (
-    analyze,
-    export_records,
-    pareto_front,
-    records_to_frame,
-    select_best_lr,
-    tradeoff_sentence,
-)
+from freezebench.analysis import export_records, pareto_front, records_to_frame, select_best_lr
+from freezebench.answers import analyze, tradeoff_sentence
 from freezebench.errors import FreezebenchError
 
 from .fixtures.records import build

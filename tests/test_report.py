@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from freezebench.errors import FreezebenchError
+from freezebench.formatting import quantity_text, saving_words
 from freezebench.report import compare_table, summary_table, write_report
 
 from .fixtures.records import build
@@ -225,3 +226,19 @@ def test_quality_definition_and_mixed_recipes_are_stated(tmp_path):
     markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
     assert "F1 of the positive class ('pos')" in markdown
     assert "**Mixed settings**: the runs differ in num_train_epochs (3, 1)" in markdown
+
+
+@pytest.mark.parametrize(("value", "family", "cell"), [
+    (59.5, "time", "59.5 s"), (600.0, "time", "10 min"), (9000.0, "time", "2.5 h"),
+    (2048.4, "memory", "2,048 MB"), (12800.0, "memory", "12.5 GB"),
+    (4.2e9, "flops", "4.2 GFLOP"), (float("nan"), "time", "–"), (None, "memory", "–"),
+])
+def test_table_cells_switch_units_where_the_fixture_does_not_reach(value, family, cell):
+    assert quantity_text(value, family) == cell
+
+
+def test_savings_and_losses_use_each_measures_words():
+    assert saving_words(30.0, "memory") == "30 % less"
+    assert saving_words(-12.0, "flops") == "12 % more"
+    assert saving_words(-25.0, "cost") == "25 % higher"
+    assert saving_words(99.9986, "trainable") == "99.999 % fewer"

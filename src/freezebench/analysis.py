@@ -1,19 +1,16 @@
-"""Records -> numbers: learning-rate selection, seed statistics, comparisons, the answers.
+"""Records -> numbers: learning-rate selection, seed statistics, comparisons, the frontier.
 
-Pure data, no plotting. The learning rate is a nuisance parameter: for every (model, dataset,
-strategy, seed) the rate with the best *validation* F1 is kept, and only its *test* numbers are
-reported. Seeds are then aggregated per strategy (mean, std with ddof=1, n) and compared with
-full fine-tuning (strategy label ``full``).
+Pure data, no words and no plotting. The learning rate is a nuisance parameter: for every (model,
+dataset, strategy, seed) the rate with the best *validation* F1 is kept, and only its *test*
+numbers are reported. Seeds are then aggregated per strategy (mean, std with ddof=1, n) and
+compared with full fine-tuning (strategy label ``full``). :mod:`freezebench.answers` turns these
+numbers into the study's answers.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
-import numbers
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +19,7 @@ import pandas as pd
 
 from freezebench.errors import FreezebenchError
 
-logger = logging.getLogger(__name__)
-
 BASELINE = "full"
-# Thresholds compare rounded-looking numbers (a drop of exactly 1.0 point is "within 1.0 point").
-_EPS = 1e-9
 STUDY_KEY = ["model", "dataset"]
 GROUP_KEY = [*STUDY_KEY, "strategy_label"]
 # Columns aggregated over seeds (mean, std, n).
@@ -54,7 +47,8 @@ _PATHS = {
 }
 
 
-def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+def record_field(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in a record's nested sections; None where a level is missing."""
     value: Any = record
     for key in path:
         if not isinstance(value, dict):
@@ -78,7 +72,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         "seed": config.get("seed"), "learning_rate": config.get("learning_rate"),
         "num_train_epochs": config.get("num_train_epochs"),
     }
-    row.update({name: _get(record, path) for name, path in _PATHS.items()})
+    row.update({name: record_field(record, path) for name, path in _PATHS.items()})
     return row
 
 
@@ -205,255 +199,3 @@ def training_curves(records: list[dict[str, Any]], selected: pd.DataFrame) -> pd
         ["epoch", "train_loss", "validation_f1"]].apply(pd.to_numeric, errors="coerce")
     return (frame.groupby(["strategy_label", "epoch"], as_index=False, sort=False)
             [["train_loss", "validation_f1"]].mean())
-
-
-# --------------------------------------------------------------------------- the answers
-
-@dataclass(frozen=True)
-class Recommendation:
-    """Question 2: which strategy gives the best trade-off.
-
-    ``kind`` is ``"cheaper_within_tolerance"``, ``"baseline"`` (nothing cheaper is acceptable) or
-    ``"no_baseline"`` (no completed ``full`` runs to compare with).
-    """
-
-    strategy: str
-    kind: str
-    runners_up: list[str]
-    pareto: list[str]
-    alternative: str | None
-    text: str
-
-
-@dataclass(frozen=True)
-class Answers:
-    """The study's three answers, as sentences and as the values behind them."""
-
-    performance_vs_efficiency: dict[str, str]
-    recommendation: Recommendation
-    acceptable_with_savings: bool | None
-    qualifying: list[str]
-    keep_performance_text: str
-    tolerance_points: float
-    substantial_saving: float
-
-
-@dataclass
-class Study:
-    """Everything the report says about one (model, dataset)."""
-
-    model: str
-    dataset: str
-    summary: pd.DataFrame
-    selected: pd.DataFrame
-    curves: pd.DataFrame
-    baseline: str | None
-    answers: Answers
-
-
-def analyze(
-    records: list[dict[str, Any]],
-    *,
-    tolerance_points: float = 1.0,
-    substantial_saving: float = 0.30,
-    baseline: str = BASELINE,
-) -> list[Study]:
-    """Select, aggregate, compare and answer, once per (model, dataset) in ``records``."""
-    frame = records_to_frame(records)
-    selected = select_best_lr(frame)
-    if selected.empty:
-        raise FreezebenchError("None of the runs completed, so there are no numbers to report.")
-    summary = compare_to_baseline(aggregate(selected), baseline)
-    studies = []
-    for (model, dataset), group in summary.groupby(STUDY_KEY, sort=True):
-        group = order_strategies(group, baseline)
-        has_base = bool((group["strategy_label"] == baseline).any())
-        chosen = selected[(selected["model"] == model) & (selected["dataset"] == dataset)]
-        studies.append(Study(
-            model=model, dataset=dataset, summary=group, selected=chosen,
-            curves=training_curves(records, chosen), baseline=baseline if has_base else None,
-            answers=answer_questions(group, tolerance_points=tolerance_points,
-                                     substantial_saving=substantial_saving, baseline=baseline),
-        ))
-    return studies
-
-
-def answer_questions(
-    summary: pd.DataFrame, *, tolerance_points: float = 1.0, substantial_saving: float = 0.30,
-    baseline: str = BASELINE,
-) -> Answers:
-    """The answers to the three study questions for one (model, dataset) summary."""
-    has_base = bool((summary["strategy_label"] == baseline).any())
-    sentences = {row.strategy_label: tradeoff_sentence(row) for row in summary.itertuples()
-                 if has_base and row.strategy_label != baseline}
-    verdict, qualifying, text = _keep_performance(summary, tolerance_points, substantial_saving,
-                                                  baseline, has_base)
-    return Answers(
-        performance_vs_efficiency=sentences,
-        recommendation=recommend(summary, tolerance_points=tolerance_points, baseline=baseline),
-        acceptable_with_savings=verdict, qualifying=qualifying, keep_performance_text=text,
-        tolerance_points=tolerance_points, substantial_saving=substantial_saving,
-    )
-
-
-def recommend(summary: pd.DataFrame, *, tolerance_points: float = 1.0,
-              baseline: str = BASELINE) -> Recommendation:
-    """Among Pareto-optimal strategies (test F1 vs training time) within tolerance of the
-    baseline, the one that saves the most training time."""
-    front = pareto_front(summary, "test_f1_mean", "train_seconds_mean")
-    rows = summary.set_index("strategy_label")
-    if baseline not in rows.index:
-        best = rows["test_f1_mean"].idxmax()
-        text = (f"There are no completed '{baseline}' runs to compare with, so only absolute "
-                f"numbers can be given. Highest mean test F1: {best} "
-                f"({_points(rows.at[best, 'test_f1_mean'])}); strategies on the frontier of "
-                f"test F1 against training time: {', '.join(front)}.")
-        return Recommendation(best, "no_baseline", [], front, None, text)
-    ok = rows.loc[front]
-    ok = ok[ok["delta_f1_points"] >= -tolerance_points - _EPS]
-    ok = ok.sort_values("time_saving", ascending=False, kind="stable")
-    pick = ok.index[0] if len(ok) else baseline
-    if pick != baseline:
-        runners = [s for s in ok.index[1:] if s != baseline]
-        return Recommendation(pick, "cheaper_within_tolerance", runners, front, None,
-                              _recommend_text(rows, pick, runners, front, tolerance_points,
-                                              baseline))
-    cheaper = rows.loc[[s for s in front if rows.at[s, "time_saving"] > 0]]
-    alt = cheaper["test_f1_mean"].idxmax() if len(cheaper) else None
-    name = _base_name(baseline)
-    text = (f"No strategy that trains faster than {name} stays within "
-            f"{points_word(tolerance_points)} of it, so {name} is recommended.")
-    if alt is not None:
-        text += (f" The best cheaper alternative is {alt}: {_speed(rows.at[alt, 'speedup'])} "
-                 f"training at a cost of {-rows.at[alt, 'delta_f1_points']:.1f} F1 points.")
-    return Recommendation(baseline, "baseline", [], front, alt, text)
-
-
-def _recommend_text(rows: pd.DataFrame, pick: str, runners: list[str], front: list[str],
-                    tolerance: float, baseline: str) -> str:
-    r = rows.loc[pick]
-    text = (f"Recommended: {pick}. Of the strategies on the frontier of test F1 against "
-            f"training time ({', '.join(front)}), it saves the most training time "
-            f"({share(r['time_saving'])} less, {_speed(r['speedup'])}) while staying within "
-            f"{points_word(tolerance)} of {_base_name(baseline)} "
-            f"({signed(r['delta_f1_points'])} points).")
-    if runners:
-        text += " Runners-up: " + "; ".join(
-            f"{s} ({share(rows.at[s, 'time_saving'])} less time, "
-            f"{signed(rows.at[s, 'delta_f1_points'])} points)" for s in runners) + "."
-    return text
-
-
-def _keep_performance(summary: pd.DataFrame, tolerance: float, saving: float, baseline: str,
-                      has_base: bool) -> tuple[bool | None, list[str], str]:
-    """Question 3: is some strategy within tolerance AND at least ``saving`` faster?"""
-    rule = (f"F1 within {points_word(tolerance)} of {_base_name(baseline)} and training "
-            f"time cut by at least {share(saving)}")
-    if not has_base:
-        return None, [], f"Cannot be answered without completed '{baseline}' runs ({rule})."
-    others = summary[summary["strategy_label"] != baseline]
-    close = others[others["delta_f1_points"] >= -tolerance - _EPS]
-    fast = others[others["time_saving"] >= saving - _EPS]
-    hits = close[close["time_saving"] >= saving - _EPS].sort_values("time_saving", ascending=False)
-    if len(hits):
-        evidence = "; ".join(_evidence(row) for row in hits.itertuples())
-        return True, list(hits["strategy_label"]), f"Yes ({rule}): {evidence}."
-    text = f"No, not with the thresholds used ({rule})."
-    if len(close):
-        top = close.loc[close["time_saving"].idxmax()]
-        text += (f" The strategies within tolerance save at most {share(top['time_saving'])} "
-                 f"of training time ({top['strategy_label']}).")
-    if len(fast):
-        top = fast.loc[fast["delta_f1_points"].idxmax()]
-        text += (f" Those that save {share(saving)} or more lose at least "
-                 f"{-top['delta_f1_points']:.1f} F1 points ({top['strategy_label']}).")
-    return False, [], text
-
-
-def _evidence(row: Any) -> str:
-    text = (f"{row.strategy_label} cuts training time by {share(row.time_saving)} "
-            f"({_speed(row.speedup)}) at {signed(row.delta_f1_points)} F1 points")
-    if _finite(row.memory_saving_percent):
-        text += f", with {_more_less(row.memory_saving_percent, 'less', 'more')} peak memory"
-    return text
-
-
-def tradeoff_sentence(row: Any) -> str:
-    """Question 1 for one strategy, e.g. '−0.8 F1 points (−0.9 %), 1.9× faster training, ...'."""
-    parts = [f"{signed(row.delta_f1_points)} F1 points ({signed(row.delta_f1_percent)} %)"]
-    if _finite(row.speedup):
-        parts.append(f"{_speed(row.speedup)} training")
-    for value, what, fewer, more in [
-        (row.memory_saving_percent, "peak memory", "less", "more"),
-        (row.flops_saving_percent, "training FLOPs", "fewer", "more"),
-        (row.trainable_saving_percent, "trainable parameters", "fewer", "more"),
-        (row.cost_saving_percent, "cost", "lower", "higher"),
-    ]:
-        if _finite(value):
-            parts.append(f"{_more_less(value, fewer, more)} {what}")
-    return ", ".join(parts)
-
-
-# --------------------------------------------------------------------------- number words
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and math.isfinite(value)
-
-
-def signed(value: float, digits: int = 1) -> str:
-    """'+0.2' or '−0.8' (a true minus sign); rounding to zero gives '±0.0'."""
-    text = f"{abs(value):.{digits}f}"
-    if float(text) == 0:
-        return f"±{text}"
-    return ("+" if value > 0 else "\u2212") + text
-
-
-def share(fraction: float) -> str:
-    return f"{fraction * 100:.0f} %"
-
-
-def _speed(speedup: float) -> str:
-    if speedup >= 1:
-        return f"{speedup:.1f}\u00d7 faster"
-    return f"{1 / speedup:.1f}\u00d7 slower"
-
-
-def _base_name(baseline: str) -> str:
-    return "full fine-tuning" if baseline == BASELINE else f"'{baseline}'"
-
-
-def points_word(tolerance: float) -> str:
-    return f"{tolerance:g} F1 point" + ("" if tolerance == 1 else "s")
-
-
-def _points(f1: float) -> str:
-    return f"{f1 * 100:.1f}"
-
-
-def percent_text(value: float) -> str:
-    """A percentage with enough digits to tell 99.9986 % from 100 % and 0.0014 % from 0 %."""
-    if value == 0 or not _finite(value):
-        return f"{value:.0f}"
-    if 99 < abs(value) < 100:
-        digits = next((d for d in range(1, 5) if round(abs(value), d) < 100), 4)
-        return f"{value:.{digits}f}"
-    if abs(value) < 1:
-        return f"{value:.2g}"
-    return f"{value:.0f}"
-
-
-def _more_less(saving_percent: float, fewer: str, more: str) -> str:
-    word = fewer if saving_percent >= 0 else more
-    return f"{percent_text(abs(saving_percent))} % {word}"
-
-
-def scale(values: pd.Series | np.ndarray, family: str) -> tuple[float, str]:
-    """A divisor and unit that keep the largest value readable (s/min/h, MB/GB, GFLOP/TFLOP...)."""
-    top = float(np.nanmax(np.asarray(values, dtype=float))) if len(values) else 0.0
-    steps = {
-        "time": [(3600, "h", 7200), (60, "min", 300), (1, "s", 0)],
-        "memory": [(1024, "GB", 10240), (1, "MB", 0)],
-        "flops": [(1e18, "EFLOP", 1e18), (1e15, "PFLOP", 1e15), (1e12, "TFLOP", 1e12),
-                  (1e9, "GFLOP", 1e9), (1, "FLOP", 0)],
-    }[family]
-    return next((factor, unit) for factor, unit, above in steps if top >= above)

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from freezebench.analysis import BASELINE, pareto_front, scale
+from freezebench.analysis import BASELINE, pareto_front
+from freezebench.formatting import points_word, scale
 
 # cost name -> summary column, axis title, unit family
 COSTS = {
@@ -85,7 +86,7 @@ def plot_pareto(summary: pd.DataFrame, path: str | Path, *, cost: str = "time",
                         bottom=0.2, wspace=0.22)
     panels = [(points, "All strategies")]
     if near is not None:
-        panels.append((points[near], f"Zoom: within {_points(near_span(tolerance_points))} of "
+        panels.append((points[near], f"Zoom: within {points_word(near_span(tolerance_points))} of "
                                      "the best F1"))
     for i, (shown, name) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
@@ -145,13 +146,9 @@ def _tradeoff_legend(limit: float | None, tolerance: float | None, baseline: str
                       label="dominated (another strategy is better and cheaper)")]
     if limit is not None:
         handles.append(Line2D([], [], ls=":", color=_ACCEPT,
-                              label=f"acceptable: within {_points(tolerance)} of "
+                              label=f"acceptable: within {points_word(tolerance)} of "
                                     f"{plain(baseline)}"))
     return handles
-
-
-def _points(value: float) -> str:
-    return f"{value:g} F1 point" + ("" if value == 1 else "s")
 
 
 def plot_frozen_blocks(summary: pd.DataFrame, path: str | Path, *,

@@ -3,42 +3,39 @@
 The report reads nothing but the run records (``<results>/runs/*.json``). It leads with the
 answers to the study's three questions, then shows the numbers behind them, how they were
 measured, the runs that did not complete and the caveats.
+
+This module writes the files and lays out the page; the parts come from :mod:`.answers`
+(numbers and answers per study), :mod:`.tables`, :mod:`.methodology` (setup, measurement and
+caveat sections), :mod:`.markdown` (escaping, tables, HTML) and :mod:`.plots`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import logging
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from markdown_it import MarkdownIt
 
-from freezebench.analysis import (
-    Study,
-    analyze,
-    percent_text,
-    points_word,
-    scale,
-    share,
-    signed,
-)
+from freezebench.answers import Study, analyze
 from freezebench.errors import FreezebenchError
+from freezebench.formatting import (
+    MISSING,
+    mean_std_text,
+    points_word,
+    quantity_text,
+    ratio_text,
+    share,
+)
+from freezebench.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
+from freezebench.methodology import caveat_lines, measurement_lines, setup_lines
 from freezebench.results import UnreadableRecord, runs_dir, safe_name, scan_records
+from freezebench.tables import error_text, failures_table, lr_table, main_table
 
 logger = logging.getLogger(__name__)
-
-FIGURES_FOLDER = "report_files"
-_MEMORY_KIND = {"cuda_allocated": "peak GPU memory allocated by PyTorch "
-                                  "(`torch.cuda.max_memory_allocated` after a reset)",
-                "cpu_rss_growth": "growth of the process's peak resident memory (CPU run)"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ def load_records(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[Un
         )
     if not any(r.get("status") == "completed" for r in records):
         first = next((r for r in records if r.get("error")), None)
-        detail = f" First error ({first['id']}): {_error_text(first)}." if first else ""
+        detail = f" First error ({first['id']}): {error_text(first)}." if first else ""
         raise FreezebenchError(
             f"None of the {len(records)} runs in '{results_dir}' completed, so there is nothing "
             f"to report.{detail}"
@@ -119,100 +116,14 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
             s = study.summary.set_index("strategy_label")
             order += [label for label in s.index if label not in order]
             columns[f"{name}: test F1 (%)"] = {
-                k: _f1(r.test_f1_mean, r.test_f1_std, r.n) for k, r in s.iterrows()}
+                k: mean_std_text(r.test_f1_mean, r.test_f1_std, r.n) for k, r in s.iterrows()}
             columns[f"{name}: training time"] = {
-                k: _seconds(r.train_seconds_mean) for k, r in s.iterrows()}
+                k: quantity_text(r.train_seconds_mean, "time") for k, r in s.iterrows()}
             columns[f"{name}: speed-up"] = {
-                k: _times(r.speedup) for k, r in s.iterrows()}
-    table = pd.DataFrame(columns, index=order).fillna("–")
+                k: ratio_text(r.speedup) for k, r in s.iterrows()}
+    table = pd.DataFrame(columns, index=order).fillna(MISSING)
     table.index.name = "Strategy"
     return table.reset_index()
-
-
-# --------------------------------------------------------------------------- tables
-
-def main_table(study: Study) -> pd.DataFrame:
-    """One row per strategy with every number of the report, formatted for reading."""
-    base = study.baseline
-    rows = []
-    for r in study.summary.itertuples():
-        row = {
-            "Strategy": r.strategy_label,
-            "Trainable params": f"{_count(r.trainable_mean)} "
-                                f"({percent_text(r.trainable_percent_mean)} %)",
-            "Test F1 (%)": _f1(r.test_f1_mean, r.test_f1_std, r.n),
-            "Test accuracy (%)": _f1(r.test_accuracy_mean, r.test_accuracy_std, r.n),
-            "ΔF1 vs full": _delta(r, base) if base else None,
-            "Training time": _seconds(r.train_seconds_mean),
-            "Speed-up": _times(r.speedup) if base else None,
-            "Train samples/s": _number(r.train_samples_per_second_mean),
-            "Peak memory": _memory(r.peak_memory_mb_mean) + _saving(r, "memory", base, "less"),
-            "Training FLOPs": _flops(r.train_flops_mean) + _saving(r, "flops", base, "fewer"),
-            "Cost (USD)": _usd(r.cost_usd_mean) + _saving(r, "cost", base, "lower"),
-        }
-        rows.append({k: v for k, v in row.items() if v is not None})
-    return pd.DataFrame(rows)
-
-
-def _delta(r: Any, base: str) -> str:
-    if r.strategy_label == base:
-        return "baseline"
-    se = f" ± {r.delta_f1_points_se:.1f}" if _ok(r.delta_f1_points_se) else ""
-    return f"{signed(r.delta_f1_points)}{se} pts ({signed(r.delta_f1_percent)} %)"
-
-
-def _saving(r: Any, name: str, base: str | None, fewer: str) -> str:
-    value = getattr(r, f"{name}_saving_percent")
-    if not base or r.strategy_label == base or not _ok(value):
-        return ""
-    word = fewer if value >= 0 else {"less": "more", "fewer": "more", "lower": "higher"}[fewer]
-    return f" ({percent_text(abs(value))} % {word})"
-
-
-def lr_table(study: Study, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The learning rates tried and the one chosen on validation for every seed."""
-    grid = _grid(study, records)
-    done = _grid(study, [r for r in records if r.get("status") == "completed"])
-    rows = []
-    for r in study.summary.itertuples():
-        chosen = ", ".join(f"s{int(s)}: {lr:g}" for s, lr in zip(r.seeds, r.chosen_lr, strict=True))
-        tried = [f"{x:g}" + ("" if x in done[r.strategy_label] else " (no completed run)")
-                 for x in grid[r.strategy_label]]
-        rows.append({"Strategy": r.strategy_label, "Learning rates tried": ", ".join(tried),
-                     "Chosen on validation (seed: rate)": chosen})
-    return pd.DataFrame(rows)
-
-
-def failures_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Runs that failed or were cancelled, with their error."""
-    rows = [{"Run": r["id"], "Status": r.get("status"), "Error": _error_text(r)}
-            for r in records if r.get("status") != "completed"]
-    return pd.DataFrame(rows, columns=["Run", "Status", "Error"])
-
-
-def _error_text(record: dict[str, Any]) -> str:
-    error = record.get("error") or {}
-    step = f" (step {error['step']})" if error.get("step") is not None else ""
-    text = f"{error.get('type', 'unknown error')}: {error.get('message', '')}{step}"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def markdown_table(frame: pd.DataFrame, numeric: bool = True) -> str:
-    """A GitHub-style table; with ``numeric``, every column after the first is right-aligned."""
-    def cell(value: Any) -> str:
-        return _md_escape(str(value)).replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    align = "|" + "|".join(":---" if i == 0 or not numeric else "---:"
-                           for i in range(len(frame.columns))) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([header, align, *body])
-
-
-def _md_escape(text: str) -> str:
-    # An underscore inside a word (rotten_tomatoes) is never emphasis, so it stays readable.
-    text = re.sub(r"([\\`*\[\]<>|#])", r"\\\1", text)
-    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 
 
 # --------------------------------------------------------------------------- figures
@@ -269,7 +180,7 @@ def render_markdown(studies: list[Study], records: list[dict[str, Any]],
     """The whole report as Markdown; figures are referenced as ``report_files/<name>.png``."""
     counts = pd.Series([r.get("status") for r in records]).value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items())
-    lines = [f"# {_md_escape(_title(studies))}", "",
+    lines = [f"# {md_escape(_title(studies))}", "",
              f"*{len(records)} run records in `{results_dir}` ({status}); generated "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
     level = "###" if len(studies) > 1 else "##"
@@ -277,22 +188,35 @@ def render_markdown(studies: list[Study], records: list[dict[str, Any]],
         mine = [r for r in records if (r.get("config") or {}).get("model") == study.model
                 and (r.get("config") or {}).get("dataset") == study.dataset]
         if len(studies) > 1:
-            lines += [f"## {_md_escape(study.model)} on {_md_escape(study.dataset)}", ""]
+            lines += [f"## {md_escape(study.model)} on {md_escape(study.dataset)}", ""]
         lines += _study_markdown(study, mine, figures[id(study)], level)
     lines += ["## Runs that did not complete", ""]
     failed = failures_table(records)
     lines += [markdown_table(failed, numeric=False) if len(failed) else "All runs completed.", ""]
     if unreadable:
         lines += ["Record files that could not be read (left out):", ""]
-        lines += [f"- `{item.path.name}`: {_md_escape(item.reason)}" for item in unreadable]
+        lines += [f"- `{item.path.name}`: {md_escape(item.reason)}" for item in unreadable]
         lines.append("")
     return "\n".join(lines)
 
 
 def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
                     h: str) -> list[str]:
+    lines = _answers_markdown(study, h)
+    lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
+              _table_legend(study.baseline), ""]
+    lines += [f"{h} Figures", ""]
+    for path, caption in figures:
+        lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
+    lines += [f"{h} Setup", "", *setup_lines(study, records), ""]
+    lines += [f"{h} How it was measured", "", *measurement_lines(study, records), "",
+              markdown_table(lr_table(study, records), numeric=False), ""]
+    lines += [f"{h} Caveats", "", *caveat_lines(study, records), ""]
+    return lines
+
+
+def _answers_markdown(study: Study, h: str) -> list[str]:
     a = study.answers
-    base = study.baseline
     lines = [f"{h} The answers", "",
              f"*Acceptable* means a mean test F1 at most {points_word(a.tolerance_points)} below "
              f"full fine-tuning; *substantial* means at least {share(a.substantial_saving)} less "
@@ -300,24 +224,15 @@ def _study_markdown(study: Study, records: list[dict[str, Any]], figures: list,
              "its learning rate chosen on validation.", "",
              "**1. How much performance is sacrificed when layers are frozen, and what efficiency "
              "is gained?**", ""]
-    if base:
-        lines += [f"- **{_md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
+    if study.baseline:
+        lines += [f"- **{md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
     else:
         lines.append("There are no completed `full` runs, so no loss or gain can be stated "
                      "against full fine-tuning; the table gives absolute numbers.")
     lines += ["", "**2. Which freezing strategy gives the best trade-off between performance and "
-                  "compute?**", "", _md_escape(a.recommendation.text), "",
+                  "compute?**", "", md_escape(a.recommendation.text), "",
               "**3. Can acceptable performance be kept while training time and resources drop "
-              "substantially?**", "", _md_escape(a.keep_performance_text), ""]
-    lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
-              _table_legend(base), ""]
-    lines += [f"{h} Figures", ""]
-    for path, caption in figures:
-        lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
-    lines += [f"{h} Setup", "", *_setup(study, records), ""]
-    lines += [f"{h} How it was measured", "", *_measurement(study, records), "",
-              markdown_table(lr_table(study, records), numeric=False), ""]
-    lines += [f"{h} Caveats", "", *_caveats(study, records), ""]
+              "substantially?**", "", md_escape(a.keep_performance_text), ""]
     return lines
 
 
@@ -331,232 +246,3 @@ def _table_legend(base: str | None) -> str:
     else:
         text += "No completed full fine-tuning runs: no comparison columns."
     return f"*{text}*"
-
-
-def _values(records: list[dict[str, Any]], *path: str, none: str = "not recorded") -> str:
-    """The distinct values of a record field, joined (several values mean a mixed folder)."""
-    found = []
-    for record in records:
-        value: Any = record
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        value = none if value is None else value
-        if value not in found:
-            found.append(value)
-    return ", ".join(_md_escape(str(v)) for v in found) or none
-
-
-def _setup(study: Study, records: list[dict[str, Any]]) -> list[str]:
-    done = [r for r in records if r.get("status") == "completed"]
-    sizes = (done[0].get("data") or {}).get("sizes") or {}
-    split = ", ".join(f"{k} {_number(v)}" for k, v in sizes.items()) or "not recorded"
-    seeds = sorted({s for seeds in study.summary["seeds"] for s in seeds})
-    return [
-        f"- **Model**: {_md_escape(study.model)}",
-        f"- **Dataset**: {_md_escape(study.dataset)} (examples per split: {split}; "
-        f"training examples used: {_values(done, 'config', 'max_train_samples', none='all')})",
-        f"- **Recipe**: {_values(done, 'config', 'num_train_epochs')} epoch(s), batch size "
-        f"{_values(done, 'config', 'per_device_train_batch_size')}, weight decay "
-        f"{_values(done, 'config', 'weight_decay')}, warmup ratio "
-        f"{_values(done, 'config', 'warmup_ratio')}, max length "
-        f"{_values(done, 'config', 'max_length', none='model maximum')}; learning-rate grid "
-        "in the table below",
-        f"- **Seeds**: {', '.join(str(int(s)) for s in seeds)}",
-        f"- **Device**: {_values(done, 'env', 'device_name')} "
-        f"({_values(done, 'env', 'device')}), precision {_values(done, 'efficiency', 'precision')}",
-        f"- **Versions**: freezebench {_values(done, 'env', 'freezebench')}, torch "
-        f"{_values(done, 'env', 'torch')}, transformers {_values(done, 'env', 'transformers')}, "
-        f"datasets {_values(done, 'env', 'datasets')}, Python {_values(done, 'env', 'python')}; "
-        f"commit {_values(done, 'env', 'git_commit')}",
-    ]
-
-
-def _measurement(study: Study, records: list[dict[str, Any]]) -> list[str]:
-    done = [r for r in records if r.get("status") == "completed"]
-    kinds = {(r.get("efficiency") or {}).get("memory_kind") for r in done} - {None}
-    memory = "; ".join(_MEMORY_KIND.get(k, k) for k in sorted(kinds)) or "not recorded"
-    builds: dict[str, float] = {}
-    for r in done:
-        seconds = (r.get("efficiency") or {}).get("cache_build_seconds") or 0.0
-        if seconds > 0:
-            label = r.get("strategy_label", "?")
-            builds[label] = builds.get(label, 0.0) + seconds
-    cache = ("No frozen-prefix cache was built." if not builds else
-             "Building the frozen-prefix cache is a one-off cost, shared by every run with the "
-             "same frozen layers (all seeds and learning rates), and not part of training time; "
-             "the builds took " + ", ".join(f"{_md_escape(k)} {_seconds(v)}"
-                                            for k, v in builds.items())
-             + f" in total ({_seconds(sum(builds.values()))} for the whole study).")
-    labels = (done[0].get("data") or {}).get("label_names") or []
-    f1 = (f"F1 of the positive class ('{_md_escape(str(labels[1]))}')" if len(labels) == 2
-          else "macro-averaged F1 over the classes")
-    return [
-        f"- **Quality**: {f1}, and accuracy, on the test split; the validation split only "
-        "chooses the learning rate.",
-        "- **Learning rate**: for every strategy and seed, the learning rate with the best "
-        "validation F1 was kept (ties: lower validation loss, then the smaller rate). Test "
-        "numbers come from that run only, so the test split played no part in the choice.",
-        f"- **Training time**: {_values(done, 'efficiency', 'timing_method')}. {cache}",
-        "- **Throughput**: training examples processed per second of training time.",
-        f"- **Memory**: {memory}.",
-        "- **FLOPs**: training FLOPs counted by freezebench with freezing (and the cache, where "
-        "used) taken into account, not the Trainer's `total_flos`, which ignores freezing.",
-        "- **Cost**: (training time + cache build time) / 3600 × the configured price per "
-        f"device hour ({_values(done, 'efficiency', 'price_per_hour')} USD); device time only.",
-    ]
-
-
-def _grid(study: Study, records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    grid: dict[str, set[float]] = {label: set() for label in study.summary["strategy_label"]}
-    for r in records:
-        lr = (r.get("config") or {}).get("learning_rate")
-        if r.get("strategy_label") in grid and lr is not None:
-            grid[r["strategy_label"]].add(float(lr))
-    return {label: sorted(rates) for label, rates in grid.items()}
-
-
-def _caveats(study: Study, records: list[dict[str, Any]]) -> list[str]:
-    done = [r for r in records if r.get("status") == "completed"]
-    s = study.summary
-    test_n = ((done[0].get("data") or {}).get("sizes") or {}).get("test")
-    out = [
-        "- **Fixed recipe**: apart from the learning rate, every strategy used the same "
-        f"hyperparameters ({_values(done, 'config', 'num_train_epochs')} epoch(s), batch size "
-        f"{_values(done, 'config', 'per_device_train_batch_size')}, ...). Strategies that train "
-        "fewer parameters may do better with more epochs or other settings.",
-        f"- **Hardware**: times and memory were measured on "
-        f"{_values(done, 'env', 'device_name')}; on other hardware the seconds change, the "
-        "ratios (speed-up, savings) transfer better.",
-        f"- **Seeds**: {_n_range(s['n'])} seed(s) per strategy; " + (
-            f"the standard deviation of test F1 between seeds is up to "
-            f"{s['test_f1_std'].max() * 100:.1f} points. Differences smaller than that are not "
-            "reliable." if s["test_f1_std"].notna().any() else
-            "with one seed the run-to-run spread is unknown, so small differences may be noise."),
-    ]
-    if isinstance(test_n, int) and test_n > 0:
-        f1 = float(s["test_f1_mean"].max())
-        noise = 100 * math.sqrt(max(f1 * (1 - f1), 1e-12) / test_n)
-        out.append(f"- **Dataset size**: one dataset, scored on {test_n:,} test examples; at "
-                   f"this size a single score carries a sampling error of about ±{noise:.1f} "
-                   "points (differences between strategies scored on the same examples vary "
-                   "less).")
-    grid = _grid(study, records)
-    if max(len(g) for g in grid.values()) <= 2:
-        out.append("- **Learning-rate grid**: at most two rates per strategy; a wider grid "
-                   "might move the results.")
-    edge = [label for label, rates in grid.items() if len(rates) > 2 and any(
-        lr in (rates[0], rates[-1]) for lr in s.set_index("strategy_label").at[label, "chosen_lr"])]
-    if edge:
-        out.append(f"- **Edge of the grid**: the best learning rate of {', '.join(edge)} lies at "
-                   "the edge of the rates tried; a wider grid might improve it.")
-    mixed = _mixed_settings(done)
-    if mixed:
-        out.append(f"- **Mixed settings**: the runs differ in {_md_escape(mixed)}; they were "
-                   "pooled as if they were the same recipe.")
-    out.append(f"- **Scope**: {_md_escape(study.model)} on {_md_escape(study.dataset)} only; "
-               "other models and tasks may differ.")
-    return out
-
-
-# Config fields that may differ between the runs of one study without mixing recipes.
-_VARIED_BY_DESIGN = {"strategy", "strategy_params", "learning_rate", "seed", "output_dir",
-                     "save_model", "disable_tqdm", "cache_dir", "device", "use_cache"}
-
-
-def _mixed_settings(records: list[dict[str, Any]]) -> str:
-    """Config fields other than the swept ones that take several values, with the values."""
-    values: dict[str, list[str]] = {}
-    for record in records:
-        for key, value in (record.get("config") or {}).items():
-            seen = values.setdefault(key, [])
-            if key not in _VARIED_BY_DESIGN and str(value) not in seen:
-                seen.append(str(value))
-    return "; ".join(f"{key} ({', '.join(v)})" for key, v in values.items() if len(v) > 1)
-
-
-# --------------------------------------------------------------------------- html
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1180px;
-margin:2rem auto;padding:0 1rem;color:#1d232b;line-height:1.5}
-h1{font-size:1.7rem;border-bottom:2px solid #1f5fa8;padding-bottom:.3rem}
-h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #d6dbe1}
-h3{font-size:1.1rem;margin-top:1.6rem}
-table{border-collapse:collapse;display:block;overflow-x:auto;font-size:.88rem;margin:1rem 0}
-th,td{border:1px solid #d6dbe1;padding:.35rem .6rem;white-space:nowrap}
-th{background:#eef2f7}tr:nth-child(even) td{background:#f8fafc}
-img{max-width:100%;height:auto;border:1px solid #e3e7ec}
-code{background:#f1f3f5;padding:0 .2rem;border-radius:3px}
-"""
-
-
-def render_html(markdown: str, base_dir: Path, title: str) -> str:
-    """The Markdown as one HTML file: inline CSS, every figure embedded as a data URI."""
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
-
-    def embed(match: re.Match[str]) -> str:
-        data = (base_dir / FIGURES_FOLDER / match.group(1)).read_bytes()
-        return f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}"'
-
-    body = re.sub(rf'src="{FIGURES_FOLDER}/([^"]+\.png)"', embed, body)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-            f"<body>\n{body}</body>\n</html>\n")
-
-
-# --------------------------------------------------------------------------- numbers
-
-def _ok(value: Any) -> bool:
-    return value is not None and not pd.isna(value)
-
-
-def _f1(mean: float, std: float, n: int) -> str:
-    if not _ok(mean):
-        return "–"
-    spread = f" ± {std * 100:.1f}" if _ok(std) else ""
-    return f"{mean * 100:.1f}{spread} (n={int(n)})"
-
-
-def _count(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    return f"{value / 1e6:.1f} M" if value >= 1e6 else f"{value:,.0f}"
-
-
-def _seconds(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "time")
-    return f"{value / factor:.3g} {unit}"
-
-
-def _times(value: float) -> str:
-    return f"{value:.2f}×" if _ok(value) else "–"
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if _ok(value) else "–"
-
-
-def _memory(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "memory")
-    return f"{value / factor:,.0f} {unit}" if factor == 1 else f"{value / factor:.1f} {unit}"
-
-
-def _flops(value: float) -> str:
-    if not _ok(value):
-        return "–"
-    factor, unit = scale([value], "flops")
-    return f"{value / factor:.3g} {unit}"
-
-
-def _usd(value: float) -> str:
-    return f"${value:.3g}" if _ok(value) else "–"
-
-
-def _n_range(n: pd.Series) -> str:
-    lo, hi = int(n.min()), int(n.max())
-    return str(lo) if lo == hi else f"{lo}–{hi}"
