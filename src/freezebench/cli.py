@@ -106,7 +106,14 @@ def run(
     if strategy_param:
         overrides["strategy_params"] = parse_key_values(strategy_param, "--strategy-param")
     resolved = resolve_run_config(config, overrides)
-    record = run_pipeline(resolved)
+    try:
+        record = run_pipeline(resolved)
+    except KeyboardInterrupt:
+        from freezebench.pipeline import record_id
+
+        err_console.print(f"interrupted: run {record_id(resolved)} is recorded as cancelled; the "
+                          "same command runs it again.", style="yellow", highlight=False)
+        raise typer.Exit(130) from None
     _print_run(record)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +28,7 @@ from freezebench.engine import (
     train,
 )
 from freezebench.env import environment
-from freezebench.errors import TrainingError
+from freezebench.errors import OutOfMemoryError, StorageError, TrainingError
 from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
 from freezebench.model import (
     LayerMap,
@@ -66,34 +68,65 @@ def new_record(config: RunConfig) -> dict[str, Any]:
 
 
 def run(config: RunConfig) -> dict[str, Any]:
-    """Run one configuration and save its record; failures are saved too, then re-raised."""
+    """Run one configuration and save its record; failures are saved too, then re-raised.
+
+    Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
+    (:class:`OutOfMemoryError`, :class:`StorageError`) with advice; a sweep goes on after the
+    first and stops at the second.
+    """
     check_params(config.strategy, config.strategy_params)
     record = new_record(config)
     try:
         _execute(config, record)
-        record["status"] = "completed"
     except KeyboardInterrupt:
         _finish(config, record, "cancelled", "KeyboardInterrupt", "Interrupted by the user.")
         raise
-    except torch.cuda.OutOfMemoryError:
-        message = (f"GPU out of memory at batch size {config.per_device_train_batch_size}. "
-                   "Try a smaller --per-device-train-batch-size, --precision bf16, or a "
-                   "strategy that freezes more.")
-        _finish(config, record, "failed", "OutOfMemoryError", message)
-        raise TrainingError(message) from None
     except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
-        _finish(config, record, "failed", type(exc).__name__, str(exc))
-        raise
-    record["finished_at"] = _now()
+        error = _explain(exc, config)
+        _finish(config, record, "failed", type(error).__name__, str(error),
+                step=getattr(error, "step", None))
+        if error is exc:
+            raise
+        raise error from None
+    record.update(status="completed", finished_at=_now())
     results.save_record(config.output_dir, record)
     return record
 
 
-def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str) -> None:
-    record.update(status=status, finished_at=_now(), error={"type": kind, "message": message})
+def _explain(exc: Exception, config: RunConfig) -> Exception:
+    """Out of memory and a full disk as errors with advice; anything else as it is."""
+    if _out_of_memory(exc):
+        where = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "CPU"
+        text = str(exc).strip() or "MemoryError"
+        detail = text.split("DefaultCPUAllocator: ", 1)[-1].splitlines()[0]
+        return OutOfMemoryError(
+            f"Out of {where} memory at batch size {config.per_device_train_batch_size} (eval "
+            f"{config.per_device_eval_batch_size}), max length {config.max_length or 'auto'}: "
+            f"{detail}. Try a smaller --per-device-train-batch-size (and "
+            "--per-device-eval-batch-size), a smaller --max-length, --precision bf16, or a "
+            "strategy that freezes more.")
+    if isinstance(exc, OSError) and exc.errno in results.NO_SPACE:
+        return results.storage_error(Path(exc.filename or config.output_dir), exc)
+    return exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """GPU out of memory, or a CPU allocation that failed (torch raises a RuntimeError)."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "DefaultCPUAllocator" in str(exc) and \
+        "allocate" in str(exc)
+
+
+def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str,
+            step: int | None = None) -> None:
+    error = {"type": kind, "message": message}
+    if step is not None:
+        error["step"] = step
+    record.update(status=status, finished_at=_now(), error=error)
     try:
         results.save_record(config.output_dir, record)
-    except OSError as exc:  # a full disk must not hide the original error
+    except StorageError as exc:  # a full disk must not hide the original error
         logger.error("Could not write the %s record %s: %s", status, record["id"], exc)
 
 
@@ -205,6 +238,11 @@ def _evaluate(model, staged, prepared, split, boundary, config, device, precisio
     result = evaluate(model, staged, prepared.inputs[split], boundary=boundary,
                       batch_size=config.per_device_eval_batch_size, device=device,
                       precision=precision)
+    if not math.isfinite(result.loss):  # NaN logits: JSON cannot hold them, nor can a report
+        raise TrainingError(
+            f"Evaluation on the {split} split gave a non-finite loss ({result.loss}): the model's "
+            "outputs are not finite. Lower the learning rate or use fp32, and check the model's "
+            "weights for NaN or infinite values.")
     metrics = classification_metrics(result.logits, result.labels, prepared.task.label_names,
                                      result.loss)
     return metrics, result.seconds
