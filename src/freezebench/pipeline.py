@@ -16,7 +16,7 @@ from freezebench import results
 from freezebench.batching import SplitInputs
 from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
-from freezebench.data import TaskData, load_task_data, tokenize_splits
+from freezebench.data import TaskData, load_task_data, resolve_max_length, tokenize_splits
 from freezebench.engine import (
     Recipe,
     apply_trainable,
@@ -34,6 +34,7 @@ from freezebench.model import (
     LayerMap,
     StagedForward,
     build_layer_map,
+    check_max_length,
     count_parameters,
     load_model,
     load_tokenizer,
@@ -163,7 +164,9 @@ def prepare(config: RunConfig) -> Prepared:
     if plan.lora is not None:
         model = _inject_lora(model, plan.lora)
         plan = plan_for(config.strategy, config.strategy_params, build_layer_map(model))
-    tokenized = tokenize_splits(task, tokenizer, config.max_length)
+    limit = check_max_length(model, resolve_max_length(tokenizer, config.max_length),
+                             requested=config.max_length is not None)
+    tokenized = tokenize_splits(task, tokenizer, limit)
     collator = DataCollatorWithPadding(tokenizer)
     inputs = {split: SplitInputs(tokenized[split], collator) for split in SPLITS}
     max_length = max(int(inputs[s].lengths.max()) for s in SPLITS)
