@@ -76,6 +76,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     first and stops at the second.
     """
     check_params(config.strategy, config.strategy_params)
+    results.ensure_runs_dir(config.output_dir)
     record = new_record(config)
     try:
         _execute(config, record)

@@ -38,6 +38,16 @@ def runs_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / RUNS_FOLDER
 
 
+def ensure_runs_dir(output_dir: str | Path) -> Path:
+    """Create ``runs/`` now, so a folder that cannot be written fails before any training."""
+    folder = runs_dir(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    return folder
+
+
 def record_path(output_dir: str | Path, record_id: str) -> Path:
     """Where the record of ``record_id`` lives; refuses ids that would leave ``runs/``."""
     if safe_name(record_id, max_length=200) != record_id:
