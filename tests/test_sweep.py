@@ -77,19 +77,26 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(values):
     assert (retry.skipped, retry.completed, retry.failed) == (2, 0, 1)
 
 
-def test_a_truncated_record_is_moved_aside_and_its_run_redone(values, caplog):
-    study = parse_study({**values, "strategies": ["full", "head"]})
+def test_unreadable_records_are_moved_aside_and_their_runs_redone(values, caplog):
+    study = parse_study({**values, "strategies": ["full", "head", "bitfit"]})
     run_sweep(study, progress=False)
-    broken = runs_dir(study.output_dir) / f"{planned_ids(study)[1]}.json"
+    ids = planned_ids(study)
+    broken = runs_dir(study.output_dir) / f"{ids[1]}.json"
     text = broken.read_text()
-    broken.write_text(text[: len(text) // 2])
+    broken.write_text(text[: len(text) // 2])  # cut short
+    other = runs_dir(study.output_dir) / f"{ids[2]}.json"
+    other.write_text(json.dumps({"id": ids[0], "status": "completed", "config": {}}))  # not its
+    assert {b.path.name for b in scan_records(study.output_dir)[1]} == {broken.name, other.name}
     with caplog.at_level(logging.WARNING, logger="freezebench"):
         summary = run_sweep(study, progress=False)
-    assert (summary.skipped, summary.completed, summary.failed) == (1, 1, 0)
+    assert (summary.skipped, summary.completed, summary.failed) == (1, 2, 0)
     moved = list(runs_dir(study.output_dir).glob(f"{broken.name}.corrupt-*"))
     assert len(moved) == 1 and moved[0].read_text() == text[: len(text) // 2]
+    assert len(list(runs_dir(study.output_dir).glob(f"{other.name}.corrupt-*"))) == 1
     assert broken.name in caplog.text and "unreadable" in caplog.text
+    assert "does not match its file name" in caplog.text
     assert json.loads(broken.read_text())["status"] == "completed"
+    assert json.loads(other.read_text())["id"] == ids[2]
     assert scan_records(study.output_dir)[1] == []
 
 
