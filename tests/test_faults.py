@@ -303,6 +303,22 @@ def test_full_disk_stops_the_sweep_cleanly_and_keeps_the_records_written(
         sorted(f"{i}.json" for i in planned)
 
 
+def test_full_disk_while_saving_a_model_fails_cleanly(tiny_model_dirs, sentiment_folder,
+                                                      tmp_path, hf_cache):
+    """tokenizers and safetensors write from Rust and raise a plain Exception ('os error 27')."""
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "freezebench", "run", "--model", tiny_model_dirs["bert"],
+         "--dataset", str(sentiment_folder), "--strategy", "bottom", "--strategy-param", "k=2",
+         "--num-train-epochs", "1", "--save-model", "--output-dir", str(out)],
+        env=child_env(hf_cache), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        preexec_fn=_file_size_limit(3000))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"error: Could not write '{out}': [Errno 27] File too large." in result.stderr
+    assert list(runs_dir(out).iterdir()) == []  # not even a failed record fits: none shows
+
+
 # ---------------------------------------------------------------------------------------- NaN
 
 

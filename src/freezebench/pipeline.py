@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,9 +109,20 @@ def _explain(exc: Exception, config: RunConfig) -> Exception:
             f"{detail}. Try a smaller --per-device-train-batch-size (and "
             "--per-device-eval-batch-size), a smaller --max-length, --precision bf16, or a "
             "strategy that freezes more.")
-    if isinstance(exc, OSError) and exc.errno in results.NO_SPACE:
-        return results.storage_error(Path(exc.filename or config.output_dir), exc)
+    code = _errno(exc)
+    if code in results.NO_SPACE:
+        where = Path(getattr(exc, "filename", None) or config.output_dir)
+        return results.storage_error(where, OSError(code, os.strerror(code)))
     return exc
+
+
+def _errno(exc: Exception) -> int | None:
+    """The errno of a failed system call; tokenizers and safetensors (Rust) raise a plain
+    Exception that ends in '(os error N)'."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    return int(found.group(1)) if found else None
 
 
 def _out_of_memory(exc: BaseException) -> bool:
