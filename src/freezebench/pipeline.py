@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from freezebench import results
@@ -30,7 +26,8 @@ from freezebench.engine import (
     train,
 )
 from freezebench.env import environment
-from freezebench.errors import OutOfMemoryError, StorageError, TrainingError
+from freezebench.errors import StorageError, TrainingError
+from freezebench.failures import explain_failure
 from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
 from freezebench.model import (
     LayerMap,
@@ -86,7 +83,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         _finish(config, record, "cancelled", "KeyboardInterrupt", "Interrupted by the user.")
         raise
     except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
-        error = _explain(exc, config)
+        error = explain_failure(exc, config)
         _finish(config, record, "failed", type(error).__name__, str(error),
                 step=getattr(error, "step", None))
         if error is exc:
@@ -95,42 +92,6 @@ def run(config: RunConfig) -> dict[str, Any]:
     record.update(status="completed", finished_at=_now())
     results.save_record(config.output_dir, record)
     return record
-
-
-def _explain(exc: Exception, config: RunConfig) -> Exception:
-    """Out of memory and a full disk as errors with advice; anything else as it is."""
-    if _out_of_memory(exc):
-        where = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "CPU"
-        text = str(exc).strip() or "MemoryError"
-        detail = text.split("DefaultCPUAllocator: ", 1)[-1].splitlines()[0]
-        return OutOfMemoryError(
-            f"Out of {where} memory at batch size {config.per_device_train_batch_size} (eval "
-            f"{config.per_device_eval_batch_size}), max length {config.max_length or 'auto'}: "
-            f"{detail}. Try a smaller --per-device-train-batch-size (and "
-            "--per-device-eval-batch-size), a smaller --max-length, --precision bf16, or a "
-            "strategy that freezes more.")
-    code = _errno(exc)
-    if code in results.NO_SPACE:
-        where = Path(getattr(exc, "filename", None) or config.output_dir)
-        return results.storage_error(where, OSError(code, os.strerror(code)))
-    return exc
-
-
-def _errno(exc: Exception) -> int | None:
-    """The errno of a failed system call; tokenizers and safetensors (Rust) raise a plain
-    Exception that ends in '(os error N)'."""
-    if isinstance(exc, OSError):
-        return exc.errno
-    found = re.search(r"\(os error (\d+)\)", str(exc))
-    return int(found.group(1)) if found else None
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """GPU out of memory, or a CPU allocation that failed (torch raises a RuntimeError)."""
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "DefaultCPUAllocator" in str(exc) and \
-        "allocate" in str(exc)
 
 
 def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str,
