@@ -32,6 +32,7 @@ from freezebench.errors import TrainingError
 from freezebench.pipeline import record_id, run
 from freezebench.results import runs_dir, scan_records
 from freezebench.study import expand, parse_study
+from freezebench.sweep import run_sweep
 
 RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
           "per_device_eval_batch_size": 8, "max_length": 32}
@@ -274,16 +275,14 @@ def test_full_disk_stops_the_sweep_cleanly_and_keeps_the_records_written(
               "recipe": RECIPE, "seeds": [1], "learning_rates": [1e-3],
               "strategies": ["full", "head"], "output_dir": str(tmp_path / "results")}
     out = Path(values["output_dir"])
-    study_file, first_ids = write_study(tmp_path, values)
-    first = subprocess.run(sweep_command(study_file), env=child_env(hf_cache), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr  # (it also fills the datasets cache)
+    assert run_sweep(parse_study(values), progress=False).completed == 2  # (in this process)
     written = snapshot(out)
     assert len(written) == 2
 
     values["strategies"] += ["bitfit", "layernorm"]
     study_file, planned = write_study(tmp_path, values)
-    # Records are ~5 kB; 3 kB lets the small study.yaml through and fails the first new record.
+    # Records are ~5 kB; 3 kB lets study.yaml and the datasets cache (~2 kB files) through and
+    # fails the first new record.
     full = subprocess.run(sweep_command(study_file), env=child_env(hf_cache), cwd=tmp_path,
                           capture_output=True, text=True, timeout=300,
                           preexec_fn=_file_size_limit(3000))

@@ -30,7 +30,7 @@ def test_a_record_holds_what_reproduces_its_run(tiny_model_dirs, sentiment_folde
     config = RunConfig(model=tiny_model_dirs["distilbert"], dataset=str(sentiment_folder),
                        output_dir=str(tmp_path / "a"), strategy="bottom", strategy_params={"k": 1},
                        learning_rate=5e-3, per_device_train_batch_size=8, num_train_epochs=2,
-                       max_train_samples=40, seed=7, disable_tqdm=True)
+                       max_train_samples=24, seed=7, disable_tqdm=True)
     record = run(config)
 
     # the resolved config: every field, and it rebuilds the same run
@@ -44,9 +44,9 @@ def test_a_record_holds_what_reproduces_its_run(tiny_model_dirs, sentiment_folde
     assert env["python"] == platform.python_version()
     assert env["freezebench"] == freezebench.__version__
     # the data as it was loaded and subsampled
-    task = load_task_data(str(sentiment_folder), max_train_samples=40, seed=config.data_seed)
+    task = load_task_data(str(sentiment_folder), max_train_samples=24, seed=config.data_seed)
     assert record["data"]["fingerprint"] == task.fingerprint
-    assert record["data"]["sizes"]["train"] == 40
+    assert record["data"]["sizes"]["train"] == 24
     # the commit of the checkout the code came from (None when freezebench is installed)
     if REPO_ROOT in Path(freezebench.__file__).resolve().parents and (REPO_ROOT / ".git").exists():
         assert env["git_commit"] == _git("rev-parse", "HEAD").strip()
