@@ -327,7 +327,8 @@ def test_a_nan_in_the_weights_stops_the_run_at_the_step_it_appears(
     the step whose batch holds that text, and the run stops there, recorded as failed."""
     config = RunConfig(model=str(tmp_path / "model"), dataset=str(sentiment_folder),
                        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
-                       learning_rate=1e-3, num_train_epochs=2, disable_tqdm=True)
+                       learning_rate=1e-3, num_train_epochs=2, disable_tqdm=True,
+                       group_by_length=False)  # batches in plain shuffled order, as below
     train = pq.read_table(sentiment_folder / "train.parquet").to_pydict()
     order = batch_order(np.zeros(len(train["text"])), 8, shuffle=True, seed=config.seed,
                         epoch=0, group_by_length=False)
