@@ -479,7 +479,7 @@ def test_conflicting_duplicates_warn_but_load(tmp_path, caplog):
     write_jsonl(folder / "train.jsonl", rows)
     write_jsonl(folder / "test.jsonl", rows[:6])
     write_jsonl(folder / "validation.jsonl", rows[:6])
-    with caplog.at_level(logging.WARNING, logger="freezebench.data"):
+    with caplog.at_level(logging.WARNING, logger="freezebench.validation"):
         task = load_task_data(str(folder))
     assert len(task.splits["train"]) == 40
     assert "same words" in caplog.text and "row 10" in caplog.text and "row 11" in caplog.text

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from freezebench.errors import FreezebenchError
@@ -28,7 +29,8 @@ def main() -> None:
     try:
         app()  # standalone: usage errors print and exit 2 inside
     except FreezebenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)  # escaped: messages quote the user's data verbatim
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -43,6 +45,8 @@ def _quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     datasets.logging.set_verbosity_error()
+    # datasets' file builders log a file they cannot read, then raise; data.py explains it
+    logging.getLogger("datasets.packaged_modules").setLevel(logging.CRITICAL)
     if not sys.stderr.isatty():
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
@@ -106,7 +110,14 @@ def run(
     if strategy_param:
         overrides["strategy_params"] = parse_key_values(strategy_param, "--strategy-param")
     resolved = resolve_run_config(config, overrides)
-    record = run_pipeline(resolved)
+    try:
+        record = run_pipeline(resolved)
+    except KeyboardInterrupt:
+        from freezebench.pipeline import record_id
+
+        err_console.print(f"interrupted: run {record_id(resolved)} is recorded as cancelled; the "
+                          "same command runs it again.", style="yellow", highlight=False)
+        raise typer.Exit(130) from None
     _print_run(record)
 
 

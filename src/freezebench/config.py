@@ -136,6 +136,8 @@ def format_validation_error(exc: ValidationError, model_cls: type[BaseModel], so
         if err["type"] == "extra_forbidden":
             hint = did_you_mean(str(err["loc"][-1]), known)
             lines.append(f"  unknown key '{key}'.{hint} Known keys: {', '.join(known)}.")
+        elif err["type"] == "missing":  # its "input" is the whole mapping: not worth quoting
+            lines.append(f"  '{key}' is required but missing.")
         else:
             lines.append(f"  '{key}' = {err.get('input')!r}: {err['msg']}.")
     return "\n".join(lines)

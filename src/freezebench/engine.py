@@ -263,13 +263,13 @@ def train(
                     raise TrainingError(
                         f"Training diverged: the loss became {float(loss_sum)} at step {step} "
                         f"(epoch {epoch + 1}). Lower the learning rate "
-                        f"({recipe.learning_rate:g}) or use fp32.")
+                        f"({recipe.learning_rate:g}) or use fp32.", step=step)
         seconds += watch.seconds
         train_loss = float(loss_sum) / len(order)
         if not math.isfinite(train_loss):
             bar.close()
             raise TrainingError(f"Training diverged: the loss became {train_loss} in epoch "
-                                f"{epoch + 1} (step {step}). Lower the learning rate.")
+                                f"{epoch + 1} (step {step}). Lower the learning rate.", step=step)
         metrics = on_epoch_end(epoch)
         history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss,
                         "learning_rate": scheduler.get_last_lr()[0], "seconds": watch.seconds,

@@ -12,7 +12,8 @@ import torch
 
 from freezebench import __version__
 
-_PACKAGES = ("torch", "transformers", "datasets", "peft", "accelerate", "scikit-learn")
+_PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "peft", "accelerate",
+             "scikit-learn", "numpy")
 
 
 def device_name(device: torch.device) -> str:
@@ -21,17 +22,28 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def git_commit() -> str | None:
-    """The commit of the freezebench checkout, when it runs from one."""
+def _git(*args: str) -> str | None:
+    """Output of a git command in the freezebench checkout; None outside one (or without git)."""
     source = Path(__file__).resolve().parent
     try:
-        result = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
-        )
+        result = subprocess.run(["git", "-C", str(source), *args],
+                                capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return result.stdout if result.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """The commit of the freezebench checkout, when it runs from one."""
+    out = _git("rev-parse", "HEAD")
+    return out.strip() or None if out is not None else None
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files of the checkout differ from its commit (then the commit alone does
+    not reproduce the code that ran); None outside a checkout."""
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    return bool(out.strip()) if out is not None else None
 
 
 def environment(device: torch.device) -> dict:
@@ -50,5 +62,6 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "freezebench": __version__,
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         **versions,
     }

