@@ -134,12 +134,13 @@ def save_entry(folder: Path, key: str, entry: CachedStates) -> None:
     raw = entry.states.cpu()
     if raw.dtype == torch.bfloat16:  # numpy has no bfloat16: store the bits
         raw = raw.view(torch.int16)
+    # Temp names are per process: trials on one node may write the same entry at once.
     for path, array in ((states_path, raw.numpy()), (offsets_path, entry.offsets.numpy())):
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)
     meta = {"dtype": str(entry.states.dtype).removeprefix("torch."), "cls_only": entry.cls_only}
-    tmp = meta_path.with_suffix(".tmp")
+    tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, meta_path)  # written last: its presence marks a complete entry
 
