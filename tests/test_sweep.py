@@ -119,9 +119,9 @@ def test_cli_sweep_exits_1_after_attempting_every_run(values, tmp_path):
     result = CliRunner().invoke(app, ["sweep", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "2 runs planned: 0 already completed (skipped), 1 completed, 1 failed" in result.output
-    result = CliRunner().invoke(app, ["sweep", "--config", str(path), "--executor", "ray"])
+    result = CliRunner().invoke(app, ["sweep", "--config", str(path), "--executor", "rya"])
     assert isinstance(result.exception, ConfigError)
-    assert "Unknown executor 'ray'" in str(result.exception)
+    assert "Unknown executor 'rya'. Did you mean 'ray'?" in str(result.exception)
     with pytest.raises(ConfigError, match="Did you mean 'local'"):
         get_executor("locl")
 

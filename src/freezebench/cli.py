@@ -203,8 +203,20 @@ def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder."
 def sweep(
     config: Annotated[Path, Opt("--config", help="Study YAML file (see configs/).")],
     output_dir: Annotated[str | None, Opt(help="Results folder [the study's output_dir].")] = None,
-    executor: Annotated[str, Opt(help="Where runs execute: local (one after another here).")
-                        ] = "local",
+    executor: Annotated[str, Opt(
+        help="Where runs execute: local (one after another here) | ray (each run a Ray Tune "
+             "trial, on a cluster or a local Ray instance; needs freezebench[ray]).")] = "local",
+    ray_address: Annotated[str | None, Opt(
+        help="Ray only: a running cluster (auto, or head-host:6379) [start a local instance on "
+             "the loopback address].")] = None,
+    cpus_per_run: Annotated[float | None, Opt(help="Ray only: CPUs per run [1].")] = None,
+    gpus_per_run: Annotated[float | None, Opt(help="Ray only: GPUs per run, may be a fraction "
+                                                   "[0].")] = None,
+    max_concurrent_runs: Annotated[int | None, Opt(
+        help="Ray only: at most this many runs at once [as many as resources allow].")] = None,
+    max_retries: Annotated[int | None, Opt(
+        help="Ray only: retries of a run that crashes (not of one failing on bad input) [1].")
+                           ] = None,
     verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
 ) -> None:
     """Run a study (strategies x parameters x seeds x learning rates); finished runs are skipped."""
@@ -213,7 +225,10 @@ def sweep(
     from freezebench.sweep import run_sweep
 
     _verbose(verbose)
-    chosen = get_executor(executor)
+    options = {"ray_address": ray_address, "cpus_per_run": cpus_per_run,
+               "gpus_per_run": gpus_per_run, "max_concurrent_runs": max_concurrent_runs,
+               "max_retries": max_retries}
+    chosen = get_executor(executor, **{k: v for k, v in options.items() if v is not None})
     summary = run_sweep(load_study(config, output_dir=output_dir), executor=chosen)
     console.print(str(summary), markup=False, highlight=False, soft_wrap=True)
     if summary.failed:

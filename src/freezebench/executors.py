@@ -2,9 +2,10 @@
 
 An executor takes the runs still to do and calls ``on_result(record)`` once per finished run, in
 any order, with the record its run wrote (completed, or failed). A failed run never stops the
-others; Ctrl-C (``KeyboardInterrupt``) stops the sweep and propagates. To add one (Ray, a job
-queue), write a class with the same ``execute`` method whose workers call :func:`run_one`, and
-register a factory in :data:`EXECUTORS`.
+others; Ctrl-C (``KeyboardInterrupt``) stops the sweep and propagates. To add one (a job queue),
+write a class with the same ``execute`` method whose workers run :func:`freezebench.pipeline.run`,
+and register a factory taking its options as keyword arguments in :data:`EXECUTORS`. The Ray
+executor (:mod:`freezebench.ray_executor`) is imported only when it is asked for.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ def run_one(config: RunConfig) -> dict[str, Any]:
         return run_pipeline(config)
     except FreezebenchError as exc:
         logger.error("Run %s failed: %s", record_id(config), exc)
-        return _failed_record(config, exc)
+        return failed_record(config, exc)
     except Exception as exc:  # a bug, not the user's mistake: keep the traceback, go on
         logger.exception("Run %s failed with an unexpected error", record_id(config))
-        return _failed_record(config, exc)
+        return failed_record(config, exc)
 
 
-def _failed_record(config: RunConfig, exc: Exception) -> dict[str, Any]:
+def failed_record(config: RunConfig, exc: Exception) -> dict[str, Any]:
     """The record the failed run saved, or (if it could not be saved) one built in memory."""
     path = results.record_path(config.output_dir, record_id(config))
     try:
@@ -64,14 +65,26 @@ def _failed_record(config: RunConfig, exc: Exception) -> dict[str, Any]:
         return record
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor}
+def _local(**options: Any) -> Executor:
+    if options:
+        names = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise ConfigError(f"{names} apply only to --executor ray.")
+    return LocalExecutor()
 
 
-def get_executor(name: str) -> Executor:
-    """The executor registered under ``name``."""
+def _ray(**options: Any) -> Executor:
+    from freezebench.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "ray": _ray}
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor registered under ``name``, set up with ``options``."""
     if name not in EXECUTORS:
         raise ConfigError(
             f"Unknown executor '{name}'.{did_you_mean(name, EXECUTORS)} Available: "
-            f"{', '.join(EXECUTORS)}." + (" A Ray executor is planned but not written yet."
-                                          if name == "ray" else ""))
-    return EXECUTORS[name]()
+            f"{', '.join(EXECUTORS)}.")
+    return EXECUTORS[name](**options)
