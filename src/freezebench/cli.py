@@ -100,12 +100,13 @@ def run(
 ) -> None:
     """Fine-tune one model under one freezing strategy and record quality and efficiency."""
     from freezebench.config import parse_key_values, resolve_run_config
+    from freezebench.distributed import is_main_process
     from freezebench.pipeline import run as run_pipeline
 
     _verbose(verbose)
     overrides = {k: v for k, v in locals().items()
                  if k not in ("config", "strategy_param", "verbose", "cache", "run_pipeline",
-                              "parse_key_values", "resolve_run_config")}
+                              "parse_key_values", "resolve_run_config", "is_main_process")}
     overrides["use_cache"] = cache
     if strategy_param:
         overrides["strategy_params"] = parse_key_values(strategy_param, "--strategy-param")
@@ -118,7 +119,8 @@ def run(
         err_console.print(f"interrupted: run {record_id(resolved)} is recorded as cancelled; the "
                           "same command runs it again.", style="yellow", highlight=False)
         raise typer.Exit(130) from None
-    _print_run(record)
+    if is_main_process():  # under torchrun, rank 0 speaks for the run
+        _print_run(record)
 
 
 def _print_run(record: dict) -> None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from freezebench.batching import SplitInputs, batch_order, forward_logits, iter_batches
+from freezebench.distributed import SINGLE, DataParallel
 from freezebench.errors import TrainingError
 from freezebench.measure import Stopwatch
 from freezebench.model import LayerMap, StagedForward, unit_modules
@@ -180,14 +181,14 @@ class Evaluation:
 
 def evaluate(
     model: nn.Module, staged: StagedForward, inputs: SplitInputs, *, boundary: int,
-    batch_size: int, device: torch.device, precision: str,
+    batch_size: int, device: torch.device, precision: str, parallel: DataParallel = SINGLE,
 ) -> Evaluation:
-    """Logits and mean loss over a split, whole model in inference mode."""
+    """Logits and mean loss over a split, whole model in inference mode (ranks score a shard
+    each and share the results)."""
     was_training = {m: m.training for m in model.modules()}
     model.eval()
     # Batches of similar length pad least; the logits go back to row order afterwards.
-    order = batch_order(inputs.lengths, batch_size, shuffle=False, seed=0, epoch=0,
-                        group_by_length=True)
+    order = parallel.eval_order(inputs.lengths, batch_size)
     logits, loss_sum = [], torch.zeros((), device=device)
     with Stopwatch(device) as watch, torch.inference_mode(), autocast(device, precision):
         for batch in iter_batches(inputs, order, device):
@@ -197,11 +198,10 @@ def evaluate(
     for module, mode in was_training.items():
         module.training = mode
     batched = torch.cat(logits).cpu().numpy()
-    in_row_order = np.empty_like(batched)
-    in_row_order[np.concatenate(order)] = batched
     return Evaluation(
-        logits=in_row_order, labels=inputs.labels.numpy(),
-        loss=float(loss_sum) / max(len(inputs.labels), 1), seconds=watch.seconds,
+        logits=parallel.in_row_order(np.concatenate(order), batched),
+        labels=inputs.labels.numpy(),
+        loss=float(parallel.sum(loss_sum)) / max(len(inputs.labels), 1), seconds=watch.seconds,
     )
 
 
@@ -212,16 +212,19 @@ def train(
     *, model: nn.Module, staged: StagedForward, layer_map: LayerMap, plan: FreezePlan,
     inputs: SplitInputs, recipe: Recipe, device: torch.device, precision: str,
     boundary: int, on_epoch_end: EpochCallback, progress: bool = False,
+    parallel: DataParallel = SINGLE,
 ) -> TrainOutcome:
     """Train the plan's parameters; ``on_epoch_end(epoch)`` evaluates and returns its metrics.
 
     ``boundary`` is the frozen prefix the inputs were prepared for (cached states start there).
     Plans with a schedule (gradual unfreezing) change the trainable set as training progresses.
+    Under ``parallel``, each step is one global batch shared by the ranks (see distributed.py).
     """
     ever = plan.ever_trainable()
     optimizer = build_optimizer(model, ever, layer_map, learning_rate=recipe.learning_rate,
                                 weight_decay=recipe.weight_decay, device=device)
-    steps_per_epoch = math.ceil(len(inputs.lengths) / recipe.per_device_train_batch_size)
+    batch_size = parallel.global_batch(recipe.per_device_train_batch_size)
+    steps_per_epoch = math.ceil(len(inputs.lengths) / batch_size)
     total_steps = steps_per_epoch * recipe.num_train_epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(recipe.warmup_ratio * total_steps), total_steps)
@@ -229,23 +232,27 @@ def train(
     trainable = plan.trainable_at(0.0)
     boundary = min(boundary, apply_trainable(model, layer_map, trainable))
     params = [p for n, p in model.named_parameters() if n in ever]
+    forward = parallel.forward(staged)
     check_every = 50 if device.type == "cuda" else 1
     history, step, seconds = [], 0, 0.0
     bar = tqdm(total=total_steps, desc="train", disable=not progress, leave=False)
     for epoch in range(recipe.num_train_epochs):
-        order = batch_order(inputs.lengths, recipe.per_device_train_batch_size, shuffle=True,
+        order = batch_order(inputs.lengths, batch_size, shuffle=True,
                             seed=recipe.seed, epoch=epoch, group_by_length=recipe.group_by_length)
+        shares = parallel.shares(order)
         loss_sum = torch.zeros((), device=device)
         with Stopwatch(device) as watch:
-            for batch in iter_batches(inputs, order, device):
+            batches = iter_batches(inputs, [share.indices for share in shares], device)
+            for share, batch in zip(shares, batches, strict=True):
                 if plan.schedule and plan.trainable_at(step / total_steps) != trainable:
                     trainable = plan.trainable_at(step / total_steps)
                     boundary = apply_trainable(model, layer_map, trainable)
+                    forward = parallel.forward(staged)
                     logger.info("Step %d: %d parameter tensors train, frozen prefix %s", step,
                                 len(trainable), describe_prefix(boundary))
                 with autocast(device, precision):
-                    logits = forward_logits(staged, batch, boundary)
-                    loss = nn.functional.cross_entropy(logits.float(), batch.labels)
+                    logits = forward(batch, boundary)
+                    loss = parallel.loss(logits.float(), batch.labels, share)
                 scaler.scale(loss).backward()
                 if recipe.max_grad_norm:
                     scaler.unscale_(optimizer)
@@ -258,14 +265,14 @@ def train(
                 loss_sum += loss.detach()
                 step += 1
                 bar.update(1)
-                if step % check_every == 0 and not torch.isfinite(loss_sum):
+                if step % check_every == 0 and not parallel.all_finite(loss_sum):
                     bar.close()
                     raise TrainingError(
                         f"Training diverged: the loss became {float(loss_sum)} at step {step} "
                         f"(epoch {epoch + 1}). Lower the learning rate "
                         f"({recipe.learning_rate:g}) or use fp32.", step=step)
         seconds += watch.seconds
-        train_loss = float(loss_sum) / len(order)
+        train_loss = float(parallel.sum(loss_sum)) / parallel.world_size / len(order)
         if not math.isfinite(train_loss):
             bar.close()
             raise TrainingError(f"Training diverged: the loss became {train_loss} in epoch "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from freezebench.batching import SplitInputs
 from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
 from freezebench.data import TaskData, load_task_data, resolve_max_length, tokenize_splits
+from freezebench.distributed import DataParallel, from_environment, is_main_process
 from freezebench.engine import (
     Recipe,
     apply_trainable,
@@ -47,16 +49,21 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 
 
-def record_id(config: RunConfig) -> str:
+def record_id(config: RunConfig, world_size: int = 1) -> str:
+    """The run's id; a run on ``N > 1`` processes trains on ``N x`` the batch, another run."""
     label = strategy_label(config.strategy, config.strategy_params)
-    return results.run_id(label, config.learning_rate, config.seed, config.fingerprint())
+    fingerprint = config.fingerprint()
+    if world_size > 1:
+        fingerprint = hashlib.sha256(
+            f"{fingerprint}:world_size={world_size}".encode()).hexdigest()[:12]
+    return results.run_id(label, config.learning_rate, config.seed, fingerprint)
 
 
-def new_record(config: RunConfig) -> dict[str, Any]:
+def new_record(config: RunConfig, world_size: int = 1) -> dict[str, Any]:
     """The skeleton every record starts from (also what a failed run leaves)."""
     return {
         "schema_version": results.SCHEMA_VERSION,
-        "id": record_id(config),
+        "id": record_id(config, world_size),
         "status": "running",
         "error": None,
         "strategy_label": strategy_label(config.strategy, config.strategy_params),
@@ -72,13 +79,15 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
     (:class:`OutOfMemoryError`, :class:`StorageError`) with advice; a sweep goes on after the
-    first and stops at the second.
+    first and stops at the second. Under ``torchrun``/``accelerate launch`` every process runs
+    this; rank 0 saves.
     """
     check_params(config.strategy, config.strategy_params)
     results.ensure_runs_dir(config.output_dir)
-    record = new_record(config)
+    parallel = from_environment()
+    record = new_record(config, parallel.world_size)
     try:
-        _execute(config, record)
+        _execute(config, record, parallel)
     except KeyboardInterrupt:
         _finish(config, record, "cancelled", "KeyboardInterrupt", "Interrupted by the user.")
         raise
@@ -90,8 +99,13 @@ def run(config: RunConfig) -> dict[str, Any]:
             raise
         raise error from None
     record.update(status="completed", finished_at=_now())
-    results.save_record(config.output_dir, record)
+    _save(config, record)
     return record
+
+
+def _save(config: RunConfig, record: dict) -> None:
+    if is_main_process():
+        results.save_record(config.output_dir, record)
 
 
 def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str,
@@ -101,7 +115,7 @@ def _finish(config: RunConfig, record: dict, status: str, kind: str, message: st
         error["step"] = step
     record.update(status=status, finished_at=_now(), error=error)
     try:
-        results.save_record(config.output_dir, record)
+        _save(config, record)
     except StorageError as exc:  # a full disk must not hide the original error
         logger.error("Could not write the %s record %s: %s", status, record["id"], exc)
 
@@ -155,15 +169,16 @@ def _inject_lora(model: PreTrainedModel, lora: dict) -> PreTrainedModel:
     return inject_adapter_in_model(LoraConfig(**lora), model)
 
 
-def _execute(config: RunConfig, record: dict) -> None:
-    device = resolve_device(config.device)
+def _execute(config: RunConfig, record: dict, parallel: DataParallel) -> None:
+    device = parallel.place(resolve_device(config.device))
     precision = resolve_precision(config.precision, device)
     prepared = prepare(config)
     model, layer_map, plan = prepared.model.to(device), prepared.layer_map, prepared.plan
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
     trainable, total = count_parameters(model)
-    print(f"trainable params: {trainable:,} || all params: {total:,} || "
-          f"trainable%: {100 * trainable / total:.4f}")
+    if parallel.is_main:
+        print(f"trainable params: {trainable:,} || all params: {total:,} || "
+              f"trainable%: {100 * trainable / total:.4f}")
     record["data"] = _data_summary(prepared)
     record["env"] = environment(device)
     staged = StagedForward(model, layer_map)
@@ -175,22 +190,22 @@ def _execute(config: RunConfig, record: dict) -> None:
 
     def on_epoch_end(epoch: int) -> dict:
         return {"validation": _evaluate(model, staged, prepared, "validation", boundary, config,
-                                        device, precision)[0]}
+                                        device, precision, parallel)[0]}
 
     with PeakMemory(device) as memory:
         outcome = train(model=model, staged=staged, layer_map=layer_map, plan=plan,
                         inputs=prepared.inputs["train"], recipe=recipe, device=device,
                         precision=precision, boundary=boundary, on_epoch_end=on_epoch_end,
-                        progress=_progress(config))
+                        progress=_progress(config) and parallel.is_main, parallel=parallel)
     test_metrics, test_seconds = _evaluate(model, staged, prepared, "test", boundary, config,
-                                           device, precision)
+                                           device, precision, parallel)
     record["history"] = outcome.history
     record["metrics"] = {"validation": outcome.history[-1]["validation"], "test": test_metrics}
     record["params"] = _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes)
     record["efficiency"] = _efficiency(config, prepared, model, layer_map, plan, boundary,
                                        outcome, memory, test_seconds, use_cache, cache_info,
-                                       precision)
-    if config.save_model:
+                                       precision, parallel)
+    if config.save_model and parallel.is_main:
         record["saved_model"] = str(save_finetuned(model, prepared.tokenizer, config, record,
                                                    plan.ever_trainable()))
 
@@ -212,10 +227,10 @@ def _attach_cache(config, prepared, staged, boundary, device, precision) -> dict
             "cache_bytes": outcome.bytes}
 
 
-def _evaluate(model, staged, prepared, split, boundary, config, device, precision):
+def _evaluate(model, staged, prepared, split, boundary, config, device, precision, parallel):
     result = evaluate(model, staged, prepared.inputs[split], boundary=boundary,
                       batch_size=config.per_device_eval_batch_size, device=device,
-                      precision=precision)
+                      precision=precision, parallel=parallel)
     if not math.isfinite(result.loss):  # NaN logits: JSON cannot hold them, nor can a report
         raise TrainingError(
             f"Evaluation on the {split} split gave a non-finite loss ({result.loss}): the model's "
@@ -264,7 +279,7 @@ def _numel(model, name: str) -> int:
 
 
 def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, memory,
-                test_seconds, use_cache, cache_info, precision) -> dict:
+                test_seconds, use_cache, cache_info, precision, parallel) -> dict:
     ever = plan.ever_trainable()
     units = [
         UnitCost(unit, sum(_numel(model, n) for n in names),
@@ -277,7 +292,7 @@ def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, mem
                         config.num_train_epochs, prefix_units=boundary,
                         cached=use_cache)
     seconds = outcome.train_seconds
-    billed = seconds + cache_info["cache_build_seconds"]
+    billed = (seconds + cache_info["cache_build_seconds"]) * parallel.world_size  # every device
     test_size = len(prepared.inputs["test"].lengths)
     return {
         "train_seconds": seconds,
@@ -294,5 +309,7 @@ def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, mem
             "measured wall time of the training steps, evaluation excluded; no cache"),
         "precision": precision,
         "steps": outcome.steps,
+        "world_size": parallel.world_size,
+        "effective_train_batch_size": parallel.global_batch(config.per_device_train_batch_size),
         **cost(billed, config.price_per_hour),
     }
