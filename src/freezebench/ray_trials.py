@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,15 +134,20 @@ class Receiver:
 
 
 def error_text(trial: Any, limit: int = 300) -> str:
-    """The last line of the trial's latest error (a traceback's ends with the exception)."""
+    """The gist of the trial's latest error: its first ``SomeError: message`` line (the root
+    cause of a chain, e.g. a module missing on a worker node), else its last line."""
     text = None
     if trial.error_file and os.path.isfile(trial.error_file):  # the driver's copy, current
         with open(trial.error_file, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
     lines = [line.strip() for line in (text or trial.get_error() or "").splitlines()
              if line.strip()]
-    line = lines[-1] if lines else "unknown (Ray gave no error text)"
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    line = (errors or lines or ["unknown (Ray gave no error text)"])[0 if errors else -1]
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
 
 
 _RECEIVER: Receiver | None = None
