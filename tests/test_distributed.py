@@ -106,3 +106,16 @@ def test_ranks_split_every_global_batch_and_their_losses_average_to_its_mean():
             float(torch.nn.functional.cross_entropy(logits[batch], labels[batch])), rel=1e-6)
     filler = ranks[1].shares(order)[2]
     assert filler.indices == [7] and filler.weights.tolist() == [0.0]  # joins, adds nothing
+
+
+def test_a_sweep_under_torchrun_is_refused_with_the_way_to_scale_it(monkeypatch, tmp_path):
+    from freezebench.errors import ConfigError
+    from freezebench.study import parse_study
+    from freezebench.sweep import run_sweep
+
+    study = parse_study({"name": "s", "model": "m", "dataset": "d", "strategies": ["head"],
+                         "output_dir": str(tmp_path / "out")})
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets in each process it starts
+    with pytest.raises(ConfigError, match="--executor ray --gpus-per-run 1"):
+        run_sweep(study, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before touching the results folder

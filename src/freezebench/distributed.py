@@ -162,7 +162,7 @@ SINGLE = DataParallel()
 
 def from_environment() -> DataParallel:
     """This process's place in the run, joining the process group when a launcher started it."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_processes()
     if world_size <= 1:
         return SINGLE
     if not dist.is_initialized():
@@ -172,6 +172,11 @@ def from_environment() -> DataParallel:
                     world_size, dist.get_backend())
     return DataParallel(rank=dist.get_rank(), world_size=dist.get_world_size(),
                         local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def launched_processes() -> int:
+    """How many processes a launcher (torchrun, accelerate launch) started for this run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:

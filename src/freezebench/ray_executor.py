@@ -174,6 +174,9 @@ def _check_resources(options: RayOptions, local: bool) -> None:
     if gpus and not options.gpus_per_run:
         logger.warning("The Ray cluster has %g GPU(s) but --gpus-per-run is 0: the runs train "
                        "on CPUs.", gpus)
+    if options.gpus_per_run > 1:
+        logger.warning("A run trains on one GPU; --gpus-per-run %g reserves GPUs it leaves idle.",
+                       options.gpus_per_run)
 
 
 def interrupted_experiment(root: Path, allowed: set[str]) -> Path | None:

@@ -22,7 +22,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from freezebench import results
-from freezebench.errors import StorageError
+from freezebench.distributed import launched_processes
+from freezebench.errors import ConfigError, StorageError
 from freezebench.executors import Executor, LocalExecutor
 from freezebench.pipeline import record_id
 from freezebench.study import StudyConfig, expand, resolve_aliases
@@ -69,6 +70,11 @@ def run_sweep(
     ``progress`` shows a bar (on a terminal only) and prints one line per finished run.
     Ctrl-C stops the sweep (the current run is recorded as cancelled) and re-raises.
     """
+    if launched_processes() > 1:
+        raise ConfigError(
+            "freezebench sweep runs each run in one process; it cannot run under torchrun or "
+            "accelerate launch (those are for one run: freezebench run). To use several GPUs "
+            "for a study, run it with --executor ray --gpus-per-run 1.")
     if output_dir is not None:
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
