@@ -217,11 +217,24 @@ def _trainable(cpus: float, gpus: float) -> Any:
 
 def _fit(tuner: Any, folder: Path) -> None:
     """Run the experiment; a stop before every trial ended (Ctrl-C) stops the sweep."""
+    tuner.fit()
     manifest = _read_manifest(folder) or {}
-    grid = tuner.fit()
-    if grid.num_terminated + grid.num_errors < len(manifest.get("runs", [])):
+    if not _all_trials_ended(folder, len(manifest.get("runs", []))):
         raise KeyboardInterrupt(f"Ray experiment {folder} interrupted")
     _write_manifest(folder, {**manifest, "finished": True})
+
+
+def _all_trials_ended(folder: Path, runs: int) -> bool:
+    """Whether the experiment state Tune saved shows every run's trial ended.
+
+    Read from the saved state: after a Ctrl-C, Tune saves the stopped trials as pending (to resume
+    them) while the result grid ``fit`` returns shows them as terminated; trials it had not yet
+    created are in neither.
+    """
+    from ray import tune
+
+    statuses = [trial.status for trial in tune.ExperimentAnalysis(str(folder)).trials]
+    return len(statuses) >= runs and all(s in ("TERMINATED", "ERROR") for s in statuses)
 
 
 def _new_experiment(root: Path, configs: list[RunConfig]) -> Path:
