@@ -396,16 +396,26 @@ def strategy_table(summary: dict[str, Any]) -> str:
     return format_table(headers, rows)
 
 
+def shown(path: str) -> str:
+    """A local path relative to the working folder (results carry no machine paths); a hub id
+    as it is."""
+    return os.path.relpath(path) if os.path.exists(path) else path
+
+
+def batching(grouped: bool, packed: bool) -> str:
+    return ("grouped by length" if grouped else "random") + (", packed" if packed else ", padded")
+
+
 def print_report(work: Workload, summary: dict[str, Any], load: dict[str, Any]) -> None:
     first = work.configs[0]
     precisions = {side: _unique(r["precision"] for r in summary["rows"] if r["side"] == side)
                   for side in SIDES}
     print()
-    print(f"study {work.study}: {len(work.configs)} runs  model {first.model}  dataset "
-          f"{first.dataset}  device {work.device}  order {work.order}")
+    print(f"study {shown(work.study)}: {len(work.configs)} runs  model {shown(first.model)}  "
+          f"dataset {shown(first.dataset)}  device {work.device}  order {work.order}")
     print(f"precision: freezebench {precisions['freezebench']}, Trainer {precisions['trainer']}; "
-          f"length-grouped batches: freezebench {first.group_by_length}, Trainer "
-          f"{work.trainer_group_by_length}")
+          f"batches: freezebench {batching(first.group_by_length, first.packed_batches)}, "
+          f"Trainer {batching(work.trainer_group_by_length, False)}")
     print("Per run group (mean ± std over seeds; fb = freezebench train + cache build charged to "
           "the run that built it; Trainer = train_runtime; F1 on test; memory: peak during "
           "training):")
@@ -446,7 +456,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     work = resolve_workload(args)
     load_before = os.getloadavg()
-    print(f"warm-up (untimed) ... then {len(work.configs)} runs of {work.study} x 2 sides",
+    print(f"warm-up (untimed) ... then {len(work.configs)} runs of {shown(work.study)} x 2 sides",
           flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         warm_up(work, Path(scratch))
@@ -459,7 +469,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "benchmarks/trainer_vs_freezebench.py",
                              *(sys.argv[1:] if argv is None else argv)]),
-        "workload": {"study": work.study, "runs": len(work.configs), "device": work.device,
+        "workload": {"study": shown(work.study), "model": shown(work.configs[0].model),
+                     "dataset": shown(work.configs[0].dataset),
+                     "runs": len(work.configs), "device": work.device,
                      "precision": work.precision,
                      "freezebench_precision": resolve_precision(work.precision, device),
                      "trainer_group_by_length": work.trainer_group_by_length,

@@ -1,4 +1,4 @@
-"""Batches: dynamic padding per batch, seeded order, length grouping, cache path parity."""
+"""Batches: dynamic padding per batch, seeded order, length grouping, packed rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding
 
-from freezebench.batching import SplitInputs, batch_order, iter_batches
+from freezebench.batching import (
+    Packing,
+    SplitInputs,
+    batch_order,
+    forward_logits,
+    iter_batches,
+    make_batch,
+)
+from freezebench.cache import CachedStates
 from freezebench.data import load_task_data, tokenize_splits
 
 from .conftest import rotten_tomatoes_path
@@ -51,3 +59,69 @@ def test_group_by_length_cuts_padding():
         return sum(int(lengths[b].max() * len(b) - lengths[b].sum()) for b in order)
 
     assert padding(True) < padding(False) / 4
+
+
+def test_packing_places_every_example_once_within_its_row():
+    lengths = np.random.default_rng(2).integers(2, 40, size=16).tolist()
+    packing = Packing.first_fit(lengths)
+    assert packing.width == max(lengths) and packing.num_rows < len(lengths)
+    taken = torch.zeros(packing.num_rows, packing.width, dtype=torch.int)
+    for row, start, length in zip(packing.rows, packing.starts, lengths, strict=True):
+        assert start + length <= packing.width
+        taken[row, start: start + length] += 1
+    assert taken.max() == 1 and taken.sum() == sum(lengths)  # no overlap, nothing lost
+    segments = packing.segments()
+    real = segments < len(lengths)
+    assert real.sum() == sum(lengths)
+    assert len(segments[~real].unique()) == int((~real).sum())  # each padding slot alone
+    positions = packing.positions()
+    for index, (row, start) in enumerate(zip(packing.rows, packing.starts, strict=True)):
+        span = slice(int(start), int(start) + lengths[index])
+        assert positions[row, span].tolist() == list(range(lengths[index]))
+        assert (segments[row, span] == index).all()
+
+
+def test_packed_training_batches_of_rotten_tomatoes_pad_little(train_inputs):
+    order = batch_order(train_inputs.lengths, 16, shuffle=True, seed=0, epoch=0,
+                        group_by_length=False)
+    real = padded = packed = 0
+    for indices in order:
+        lengths = train_inputs.lengths[indices]
+        packing = Packing.first_fit(lengths.tolist())
+        real += lengths.sum()
+        padded += lengths.max() * len(indices)
+        packed += packing.num_rows * packing.width
+    assert padded / real > 1.5 and packed / real < 1.2
+
+
+@pytest.mark.parametrize("architecture", ["bert", "roberta", "distilbert"])
+def test_packed_batches_give_the_logits_of_padded_ones(tokenizer, tiny_model_dirs,
+                                                       sentiment_folder, architecture):
+    """Same examples, from tokens at every frozen boundary and from cached states."""
+    from freezebench.model import StagedForward, build_layer_map, load_model
+
+    task = load_task_data(str(sentiment_folder))
+    model = load_model(tiny_model_dirs[architecture], num_labels=2, label_names=["0", "1"],
+                       seed=0).eval()
+    staged = StagedForward(model, build_layer_map(model))
+    inputs = SplitInputs(tokenize_splits(task, tokenizer)["train"],
+                         DataCollatorWithPadding(tokenizer))
+    indices = list(range(0, 48, 3))  # 16 examples of several lengths
+    padded = make_batch(inputs, indices, packed=False)
+    packed = make_batch(inputs, indices, packed=True)
+    assert packed.packing.num_rows < len(indices)
+    with torch.no_grad():
+        for boundary in (0, 1, 3, staged.num_boundaries):
+            reference = forward_logits(staged, padded, boundary)
+            assert torch.allclose(forward_logits(staged, packed, boundary), reference, atol=1e-5)
+        everything = make_batch(inputs, list(range(48)), packed=False)
+        states = staged.to_boundary(everything.tokens, 2)  # the cache of the whole split
+    lengths = inputs.lengths
+    inputs.cached = CachedStates(
+        torch.cat([states[row, :n] for row, n in enumerate(lengths)]),
+        torch.tensor(np.concatenate([[0], np.cumsum(lengths)])), cls_only=False)
+    from_cache = {p: make_batch(inputs, indices, packed=p) for p in (False, True)}
+    with torch.no_grad():
+        assert torch.allclose(forward_logits(staged, from_cache[True], 2),
+                              forward_logits(staged, from_cache[False], 2), atol=1e-5)
+        assert torch.allclose(forward_logits(staged, from_cache[True], 2), reference, atol=1e-5)

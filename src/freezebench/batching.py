@@ -6,6 +6,8 @@ batches, in the same order, as the same run without it.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -44,6 +46,60 @@ def batch_order(
     return [order[i: i + batch_size].tolist() for i in range(0, count, batch_size)]
 
 
+@dataclass(frozen=True)
+class Packing:
+    """Where the examples of one batch sit when they share rows ("packed" batches).
+
+    Longest first, each example goes into the first row with room for it; rows are as wide as the
+    longest example. Positions restart at each example and attention stays within it, so each
+    example is computed exactly as in a padded batch, with far less padding: the same batch, the
+    same loss, less arithmetic.
+    """
+
+    rows: torch.Tensor       # [examples]: the row of each example
+    starts: torch.Tensor     # [examples]: its first position in that row
+    lengths: list[int]
+    width: int
+    num_rows: int
+
+    @classmethod
+    def first_fit(cls, lengths: list[int]) -> Packing:
+        width = max(lengths)
+        free: list[int] = []  # room left in each row
+        rows, starts = [0] * len(lengths), [0] * len(lengths)
+        for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            row = next((r for r, room in enumerate(free) if room >= lengths[index]), len(free))
+            if row == len(free):
+                free.append(width)
+            rows[index], starts[index] = row, width - free[row]
+            free[row] -= lengths[index]
+        return cls(torch.tensor(rows), torch.tensor(starts), list(lengths), width, len(free))
+
+    def pack(self, pieces: list[torch.Tensor], fill: float | int = 0) -> torch.Tensor:
+        """``[rows, width, ...]`` with example ``i``'s ``pieces[i]`` at its place."""
+        packed = pieces[0].new_full((self.num_rows, self.width, *pieces[0].shape[1:]), fill)
+        for piece, row, start in zip(pieces, self.rows.tolist(), self.starts.tolist(),
+                                     strict=True):
+            packed[row, start: start + len(piece)] = piece
+        return packed
+
+    def positions(self) -> torch.Tensor:
+        """``[rows, width]``: each token's position within its example (padding: 0)."""
+        return self.pack([torch.arange(n) for n in self.lengths])
+
+    def segments(self) -> torch.Tensor:
+        """``[rows, width]``: the example at each position; each padding position an id of its
+        own, so it attends to itself alone (a query with nothing to attend to would give NaN)."""
+        padding = torch.arange(self.num_rows * self.width).view(self.num_rows, self.width)
+        owner = self.pack([torch.full((n,), i) for i, n in enumerate(self.lengths)], fill=-1)
+        return torch.where(owner >= 0, owner, padding + len(self.lengths))
+
+    def first_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[examples, 1, hidden]``: each example's first position, where the head reads."""
+        rows, starts = self.rows.to(hidden.device), self.starts.to(hidden.device)
+        return hidden[rows, starts].unsqueeze(1)
+
+
 @dataclass
 class SplitInputs:
     """A tokenized split and, when its prefix is cached, the cached states at ``boundary``."""
@@ -57,52 +113,91 @@ class SplitInputs:
     def __post_init__(self) -> None:
         self.lengths = np.asarray(self.dataset["length"])
         self.labels = torch.as_tensor(self.dataset["labels"])
-        self._columns = [c for c in self.dataset.column_names if c not in ("length",)]
+        self._columns = [c for c in self.dataset.column_names if c not in ("length", "labels")]
         self._table = self.dataset.select_columns(self._columns)
 
-    def tokens(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+    def tokens(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The examples padded to the longest of them, with their attention mask."""
         rows = self._table[indices]
         features = [{k: rows[k][i] for k in self._columns} for i in range(len(indices))]
-        batch = self.collator(features)
-        non_blocking = device.type == "cuda"
-        return {k: (v.pin_memory() if non_blocking else v).to(device, non_blocking=non_blocking)
-                for k, v in batch.items()}
+        return dict(self.collator(features))
+
+    def packed_tokens(self, indices: list[int], packing: Packing) -> dict[str, torch.Tensor]:
+        """The examples packed into rows as ``packing`` places them."""
+        rows = self._table[indices]
+        pad = self.collator.tokenizer.pad_token_id or 0
+        return {column: packing.pack([torch.tensor(v) for v in rows[column]],
+                                     fill=pad if column == "input_ids" else 0)
+                for column in self._columns if column != "attention_mask"}
 
 
 @dataclass
 class Batch:
+    """One batch, as padded rows (``attention_mask``) or packed rows (``packing``), from tokens
+    or from cached states."""
+
     labels: torch.Tensor
     tokens: dict[str, torch.Tensor] | None = None
     hidden: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+    packing: Packing | None = None
+    positions: torch.Tensor | None = None
+    segments: torch.Tensor | None = None
 
 
-def iter_batches(inputs: SplitInputs, order: list[list[int]], device: torch.device
-                 ) -> Iterator[Batch]:
+def make_batch(inputs: SplitInputs, indices: list[int], *, packed: bool) -> Batch:
+    """The batch of ``indices`` on the CPU; ``packed`` shares rows between examples."""
+    labels = inputs.labels[indices]
+    cached = inputs.cached
+    if not packed or (cached is not None and cached.cls_only):  # one position each: no padding
+        if cached is not None:
+            hidden, mask = cached.batch(indices)
+            return Batch(labels, hidden=hidden, attention_mask=mask)
+        tokens = inputs.tokens(indices)
+        return Batch(labels, tokens=tokens, attention_mask=tokens["attention_mask"])
+    packing = Packing.first_fit([int(inputs.lengths[i]) for i in indices])
+    extra = {"packing": packing, "positions": packing.positions(), "segments": packing.segments()}
+    if cached is not None:
+        return Batch(labels, hidden=packing.pack(cached.pieces(indices)), **extra)
+    return Batch(labels, tokens=inputs.packed_tokens(indices, packing), **extra)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """``batch`` on ``device`` (pinned and copied without blocking on a GPU)."""
+    if device.type == "cpu":
+        return batch
+    moved = {name: _move(getattr(batch, name), device)
+             for name in ("labels", "tokens", "hidden", "attention_mask", "positions", "segments")}
+    return dataclasses.replace(batch, **moved)
+
+
+def _move(value, device: torch.device):
+    if isinstance(value, dict):
+        return {k: _move(v, device) for k, v in value.items()}
+    return None if value is None else value.pin_memory().to(device, non_blocking=True)
+
+
+def iter_batches(inputs: SplitInputs, order: list[list[int]], device: torch.device, *,
+                 packed: bool = False) -> Iterator[Batch]:
     for indices in order:
-        labels = inputs.labels[indices].to(device, non_blocking=device.type == "cuda")
-        if inputs.cached is not None:
-            hidden, mask = inputs.cached.batch(indices, device)
-            yield Batch(labels, hidden=hidden, attention_mask=mask)
-        else:
-            tokens = inputs.tokens(indices, device)
-            tokens.pop("labels", None)
-            yield Batch(labels, tokens=tokens, attention_mask=tokens["attention_mask"])
+        yield to_device(make_batch(inputs, indices, packed=packed), device)
 
 
 def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.Tensor:
     """Logits for a batch whose frozen prefix ends at ``boundary`` (cached or recomputed)."""
     top = staged.num_boundaries
-    if batch.hidden is not None:
-        hidden = batch.hidden
-    elif boundary > 0:
-        with torch.no_grad():
-            hidden = staged.to_boundary(batch.tokens, boundary)
-    else:
-        hidden = staged.embed(batch.tokens)
-        boundary = 1
+    hidden = batch.hidden
+    mask = None
+    if hidden is None:  # from tokens: the frozen prefix (if any) runs without autograd
+        with torch.no_grad() if boundary > 0 else contextlib.nullcontext():
+            hidden = staged.embed(batch.tokens, positions=batch.positions)
+            mask = staged.block_mask(hidden, batch.attention_mask, batch.segments)
+            boundary = max(boundary, 1)  # the embeddings' output
+            hidden = staged.run_blocks(hidden, mask, 0, boundary - 1)
     if boundary < top:
-        hidden = staged.run_blocks(hidden, batch.attention_mask, boundary - 1, top - 1)
+        mask = mask if mask is not None else staged.block_mask(hidden, batch.attention_mask,
+                                                               batch.segments)
+        hidden = staged.run_blocks(hidden, mask, boundary - 1, top - 1)
+    if batch.packing is not None:
+        hidden = batch.packing.first_tokens(hidden)
     return staged.head(hidden)
-
-

@@ -43,17 +43,17 @@ class CachedStates:
     def nbytes(self) -> int:
         return self.states.numel() * self.states.element_size() + self.offsets.numel() * 8
 
-    def batch(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def pieces(self, indices: list[int]) -> list[torch.Tensor]:
+        """The states of each example of ``indices``, ``[length, hidden]`` each."""
+        return [self.states[self.offsets[i]: self.offsets[i + 1]] for i in indices]
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded states ``[batch, width, hidden]`` and their attention mask for ``indices``."""
-        pieces = [self.states[self.offsets[i]: self.offsets[i + 1]] for i in indices]
-        hidden = pad_sequence([torch.as_tensor(p) for p in pieces], batch_first=True)
+        pieces = self.pieces(indices)
+        hidden = pad_sequence(pieces, batch_first=True)
         lengths = torch.tensor([len(p) for p in pieces])
         mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).long()
-        non_blocking = device.type == "cuda"
-        if non_blocking:
-            hidden, mask = hidden.pin_memory(), mask.pin_memory()
-        return (hidden.to(device, non_blocking=non_blocking),
-                mask.to(device, non_blocking=non_blocking))
+        return hidden, mask
 
 
 def weights_digest(modules: list[torch.nn.Module]) -> str:

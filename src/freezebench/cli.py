@@ -85,8 +85,13 @@ def run(
     text_column: Annotated[str | None, Opt()] = None,
     label_column: Annotated[str | None, Opt()] = None,
     encoding: Annotated[str | None, Opt(help="Text encoding of csv/json files.")] = None,
-    group_by_length: Annotated[bool | None, Opt("--group-by-length/--no-group-by-length")
-                               ] = None,
+    group_by_length: Annotated[bool | None, Opt(
+        "--group-by-length/--no-group-by-length",
+        help="Batches of similar length (off: random batches, as the Trainer).")] = None,
+    packed_batches: Annotated[bool | None, Opt(
+        "--packed-batches/--no-packed-batches",
+        help="Examples of a training batch share rows, attention kept within each: same "
+             "batches, less padding.")] = None,
     cache: Annotated[bool | None, Opt("--cache/--no-cache",
                                          help="Reuse frozen-prefix outputs.")] = None,
     cache_dir: Annotated[str | None, Opt(help="Folder for the frozen-prefix cache.")] = None,

@@ -169,6 +169,7 @@ class Recipe:
     per_device_eval_batch_size: int
     seed: int
     group_by_length: bool
+    packed_batches: bool
 
 
 @dataclass
@@ -242,7 +243,8 @@ def train(
         shares = parallel.shares(order)
         loss_sum = torch.zeros((), device=device)
         with Stopwatch(device) as watch:
-            batches = iter_batches(inputs, [share.indices for share in shares], device)
+            batches = iter_batches(inputs, [share.indices for share in shares], device,
+                                   packed=recipe.packed_batches)
             for share, batch in zip(shares, batches, strict=True):
                 if plan.schedule and plan.trainable_at(step / total_steps) != trainable:
                     trainable = plan.trainable_at(step / total_steps)

@@ -26,7 +26,10 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.masking_utils import create_bidirectional_mask
+from transformers.masking_utils import (
+    create_bidirectional_mask,
+    packed_sequence_mask_function,
+)
 
 from freezebench.errors import ConfigError, ModelError
 
@@ -209,6 +212,9 @@ class StagedForward:
     input, ``b = 1`` the embeddings' output, ``b = 1 + i`` the output of block ``i - 1``. Frozen
     prefixes run up to a boundary without autograd, and the frozen-prefix cache stores the states at
     one. Composing all stages gives exactly ``model(**batch).logits``.
+
+    Rows hold one example each (padded, with a padding mask) or several (packed: ``positions``
+    restart at each example and ``segments`` keep attention within it).
     """
 
     def __init__(self, model: PreTrainedModel, layer_map: LayerMap):
@@ -217,22 +223,36 @@ class StagedForward:
         self.embeddings = model.get_submodule(self.spec.embeddings)
         self.blocks = list(model.get_submodule(self.spec.blocks))
         self.num_boundaries = len(self.blocks) + 1
+        # the position id of an example's first token (RoBERTa counts from padding_idx + 1)
+        self.first_position = ((model.config.pad_token_id or 0) + 1
+                               if self.spec.positions_after_padding else 0)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, batch: dict[str, torch.Tensor], positions: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """The embeddings' output; ``positions`` counts each token's place in its example."""
         kwargs: dict[str, Any] = {"input_ids": batch["input_ids"]}
         if self.spec.uses_token_type_ids and "token_type_ids" in batch:
             kwargs["token_type_ids"] = batch["token_type_ids"]
+        if positions is not None:
+            kwargs["position_ids"] = positions + self.first_position
         return self.embeddings(**kwargs)
 
-    def run_blocks(
-        self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int
-    ) -> torch.Tensor:
-        """Run blocks ``start .. stop-1`` (block indices) on ``hidden``."""
-        if start >= stop:
-            return hidden
-        mask = create_bidirectional_mask(
-            config=self.model.config, inputs_embeds=hidden, attention_mask=attention_mask
-        )
+    def block_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+                   segments: torch.Tensor | None = None) -> Any:
+        """The attention mask the blocks take, in the format of the model's attention code.
+
+        ``attention_mask`` is the usual padding mask; ``segments`` (packed rows) gives the example
+        of each position, and attention stays within an example.
+        """
+        if segments is None:
+            return create_bidirectional_mask(
+                config=self.model.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        return create_bidirectional_mask(
+            config=self.model.config, inputs_embeds=hidden, attention_mask=None,
+            and_mask_function=packed_sequence_mask_function(segments))
+
+    def run_blocks(self, hidden: torch.Tensor, mask: Any, start: int, stop: int) -> torch.Tensor:
+        """Run blocks ``start .. stop-1`` (block indices) on ``hidden`` (``mask``: block_mask)."""
         for block in self.blocks[start:stop]:
             hidden = block(hidden, mask)
         return hidden
@@ -241,12 +261,14 @@ class StagedForward:
         self, batch: dict[str, torch.Tensor], boundary: int, hidden: torch.Tensor | None = None,
         from_boundary: int = 0,
     ) -> torch.Tensor:
-        """Hidden states at ``boundary``, from the input or from ``hidden`` at ``from_boundary``."""
+        """Hidden states at ``boundary`` of a padded batch, from the input or from ``hidden`` at
+        ``from_boundary``."""
         if from_boundary == 0:
             hidden = self.embed(batch)
             from_boundary = 1
         assert hidden is not None
-        return self.run_blocks(hidden, batch["attention_mask"], from_boundary - 1, boundary - 1)
+        mask = self.block_mask(hidden, batch["attention_mask"])
+        return self.run_blocks(hidden, mask, from_boundary - 1, boundary - 1)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the last hidden states (pooler included); only position 0 is read."""

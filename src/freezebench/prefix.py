@@ -92,8 +92,8 @@ def build_states(
     with torch.inference_mode(), autocast(device, precision):
         for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
             if batch.hidden is not None:
-                hidden = staged.run_blocks(batch.hidden, batch.attention_mask,
-                                           start_boundary - 1, boundary - 1)
+                mask = staged.block_mask(batch.hidden, batch.attention_mask)
+                hidden = staged.run_blocks(batch.hidden, mask, start_boundary - 1, boundary - 1)
             else:
                 hidden = staged.to_boundary(batch.tokens, boundary)
             hidden = hidden.cpu()
