@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from freezebench.config import RunConfig
-from freezebench.engine import cpu_has_native_bf16, evaluate, resolve_precision
+from freezebench.engine import (
+    apply_trainable,
+    cpu_has_native_bf16,
+    evaluate,
+    resolve_precision,
+    store_frozen_weights_for_autocast,
+)
 from freezebench.errors import TrainingError
 from freezebench.model import StagedForward
 from freezebench.pipeline import prepare
@@ -37,3 +43,28 @@ def test_precision_resolution():
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     with pytest.raises(TrainingError, match="fp16 needs a CUDA GPU"):
         resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("strategy", ["bitfit", "lora", "bottom"])
+def test_frozen_weights_kept_in_bf16_give_the_same_logits(tiny_model_dirs, sentiment_folder,
+                                                          strategy):
+    config = RunConfig(model=tiny_model_dirs["bert"], dataset=str(sentiment_folder),
+                       strategy=strategy, strategy_params={"k": 2} if strategy == "bottom" else {})
+    prepared = prepare(config)
+    model, ever = prepared.model, prepared.plan.ever_trainable()
+    apply_trainable(model, prepared.layer_map, prepared.plan.trainable_at(0.0))
+    model.eval()  # no dropout, so two forwards can be compared
+    batch = prepared.tokenizer(["a tedious mess", "warm , funny and smart , a delight"],
+                               padding=True, return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(**batch).logits
+    assert store_frozen_weights_for_autocast(model, ever, "fp32") == 0
+    cast = store_frozen_weights_for_autocast(model, ever, "bf16")
+    linear = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    frozen = {n for n in linear if f"{n}.weight" not in ever}
+    assert cast == len(frozen) > 0
+    for name, module in linear.items():
+        assert module.weight.dtype == (torch.bfloat16 if name in frozen else torch.float32)
+        assert module.weight.requires_grad == (name not in frozen)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model(**batch).logits, before)

@@ -99,6 +99,27 @@ def apply_trainable(model: nn.Module, layer_map: LayerMap, trainable: set[str]) 
     return boundary
 
 
+def store_frozen_weights_for_autocast(model: nn.Module, ever_trainable: set[str],
+                                      precision: str) -> int:
+    """Keep the weights of linear layers that never train in the autocast dtype; return how many.
+
+    Under autocast every matrix product casts its fp32 weight to bf16/fp16, on every call: the
+    cast is cached only for weights that require grad. A weight that never trains holds the same
+    bf16 values when cast once, in half the memory, and the products stay exactly the same.
+    """
+    if precision == "fp32":
+        return 0
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    count = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or f"{name}.weight" in ever_trainable:
+            continue
+        if module.weight.dtype != dtype:
+            module.weight = nn.Parameter(module.weight.detach().to(dtype), requires_grad=False)
+            count += 1
+    return count
+
+
 def describe_prefix(boundary: int) -> str:
     if boundary == 0:
         return "none"

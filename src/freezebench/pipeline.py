@@ -25,6 +25,7 @@ from freezebench.engine import (
     resolve_device,
     resolve_precision,
     show_progress,
+    store_frozen_weights_for_autocast,
     train,
 )
 from freezebench.env import environment
@@ -175,6 +176,7 @@ def _execute(config: RunConfig, record: dict, parallel: DataParallel) -> None:
     prepared = prepare(config)
     model, layer_map, plan = prepared.model.to(device), prepared.layer_map, prepared.plan
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
+    store_frozen_weights_for_autocast(model, plan.ever_trainable(), precision)
     trainable, total = count_parameters(model)
     if parallel.is_main:
         print(f"trainable params: {trainable:,} || all params: {total:,} || "
