@@ -61,6 +61,16 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_text_atomic(path, text + "\n")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Results are shared (colleagues, the nodes of a cluster): the mode open() would give a new file.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` so that readers see the old file or the whole new one, never a part
     (temp file in the same folder, fsync, ``os.replace``, fsync of the folder).
@@ -74,6 +84,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise storage_error(path, exc) from None
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; a plain open() would honour the umask
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
