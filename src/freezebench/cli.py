@@ -293,11 +293,13 @@ def export(
 
 
 def _print_frame(frame, title: str) -> None:
+    """A table of ``frame``; its index is a column only when it is named (a plain row number is
+    noise to a reader)."""
+    if frame.index.name:
+        frame = frame.reset_index()
     table = Table(title=title, show_header=True)
-    index_name = frame.index.name or ""
-    table.add_column(index_name)
     for column in frame.columns:
         table.add_column(str(column), overflow="fold")
-    for index, row in frame.iterrows():
-        table.add_row(str(index), *[str(v) for v in row.tolist()])
+    for row in frame.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
     console.print(table)
