@@ -86,6 +86,12 @@ def test_setup_measurement_and_caveats_come_from_the_records(report):
     assert "NVIDIA T4 (cuda), precision fp32" in markdown
     assert "measured wall time, training steps only" in markdown
     assert re.search(r"the builds took head \d+ s in total", markdown)  # cache build stated
+    cached = [r for r in build.study_records() if r["status"] == "completed"
+              and r["efficiency"]["cache_build_seconds"] > 0]
+    completed = [r for r in build.study_records() if r["status"] == "completed"]
+    assert 0 < len(cached) < len(completed)
+    assert (f"{len(cached)} of the {len(completed)} runs read their frozen layers' outputs from "
+            "the frozen-prefix cache") in markdown
     assert "| full | 2e-05, 5e-05, 0.0001 (no completed run) | s1: 2e-05, s2: 2e-05, s3: 2e-05 |" \
         in markdown
     caveats = markdown.split("## Caveats")[1]

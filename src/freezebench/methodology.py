@@ -74,7 +74,7 @@ def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "validation F1 was kept (ties: lower validation loss, then the smaller rate). Test "
         "numbers come from that run only, so the test split played no part in the choice.",
         f"- **Training time**: {_values(done, 'efficiency', 'timing_method')}. "
-        f"{_cache_text(done)}",
+        f"{_cache_use_text(done)}{_cache_text(done)}",
         "- **Throughput**: training examples processed per second of training time.",
         f"- **Memory**: {memory}.",
         "- **FLOPs**: training FLOPs counted by freezebench with freezing (and the cache, where "
@@ -82,6 +82,20 @@ def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "- **Cost**: (training time + cache build time) / 3600 × the configured price per "
         f"device hour ({_values(done, 'efficiency', 'price_per_hour')} USD); device time only.",
     ]
+
+
+def _cache_use_text(done: list[dict[str, Any]]) -> str:
+    """How many runs read their frozen layers' outputs from the cache instead of computing them."""
+    used = sum(1 for r in done if _used_cache(r.get("efficiency") or {}))
+    if not used:
+        return ""
+    return (f"{used} of the {len(done)} runs read their frozen layers' outputs from the "
+            "frozen-prefix cache instead of computing them at every step. ")
+
+
+def _used_cache(efficiency: dict[str, Any]) -> bool:
+    return bool(efficiency.get("cache_hit") or efficiency.get("cache_build_seconds")
+                or efficiency.get("cache_bytes"))
 
 
 def _cache_text(done: list[dict[str, Any]]) -> str:

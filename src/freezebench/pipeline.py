@@ -304,11 +304,7 @@ def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, mem
         "peak_memory_mb": memory.megabytes, "memory_kind": memory.kind,
         **flops,
         **cache_info,
-        "timing_method": (
-            "measured wall time of the training steps, evaluation excluded; frozen prefix read "
-            "from the cache" + (" built by this run" if not cache_info["cache_hit"] else "")
-            if use_cache else
-            "measured wall time of the training steps, evaluation excluded; no cache"),
+        "timing_method": "measured wall time of the training steps, evaluation excluded",
         "precision": precision,
         "steps": outcome.steps,
         "world_size": parallel.world_size,
