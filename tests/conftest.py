@@ -92,17 +92,18 @@ NEGATIVE = ["a tedious mess", "dull and far too long", "one of the worst films",
             "the plot makes no sense", "boring , flat and lifeless"]
 
 
+def write_sentiment_folder(folder: Path) -> Path:
+    """A small sentiment dataset as parquet splits in ``folder``: 48 train, 12 validation, 12 test
+    rows of the POSITIVE and NEGATIVE sentences."""
+    folder.mkdir(parents=True)
+    for split, repeat in (("train", 4), ("validation", 1), ("test", 1)):
+        texts = (POSITIVE + NEGATIVE) * repeat
+        labels = ([1] * len(POSITIVE) + [0] * len(NEGATIVE)) * repeat
+        Dataset.from_dict({"text": texts, "label": labels}).to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
 @pytest.fixture()
 def sentiment_folder(tmp_path) -> Path:
     """A small sentiment dataset as parquet splits in a folder (real file loading path)."""
-    def split(repeat: int) -> Dataset:
-        texts = (POSITIVE + NEGATIVE) * repeat
-        labels = ([1] * len(POSITIVE) + [0] * len(NEGATIVE)) * repeat
-        return Dataset.from_dict({"text": texts, "label": labels})
-
-    folder = tmp_path / "sentiment"
-    folder.mkdir()
-    split(4).to_parquet(folder / "train.parquet")
-    split(1).to_parquet(folder / "validation.parquet")
-    split(1).to_parquet(folder / "test.parquet")
-    return folder
+    return write_sentiment_folder(tmp_path / "sentiment")

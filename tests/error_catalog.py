@@ -352,10 +352,9 @@ def main(out: Callable[[str], object] = sys.stdout.write) -> None:
     """Build a tiny model and data as the tests do, run every case, print the page."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from tests.conftest import NEGATIVE, POSITIVE, build_tiny_model, minilm_path
+    from tests.conftest import build_tiny_model, minilm_path, write_sentiment_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -364,12 +363,7 @@ def main(out: Callable[[str], object] = sys.stdout.write) -> None:
         tiny = folder / "tiny-bert"
         build_tiny_model("bert", vocab_size=tokenizer.vocab_size).save_pretrained(tiny)
         tokenizer.save_pretrained(tiny)
-        sentiment = folder / "sentiment"
-        sentiment.mkdir()
-        for split, repeat in (("train", 4), ("validation", 1), ("test", 1)):
-            Dataset.from_dict({"text": (POSITIVE + NEGATIVE) * repeat,
-                               "label": ([1] * 6 + [0] * 6) * repeat}).to_parquet(
-                sentiment / f"{split}.parquet")
+        sentiment = write_sentiment_folder(folder / "sentiment")
         out(render(run_all(str(tiny), sentiment, folder)))
 
 

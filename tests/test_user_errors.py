@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from . import error_catalog
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, write_sentiment_folder
 from .error_catalog import CASES, comparable, csv, render, run_all, run_cli, shown
 
 DOC = REPO_ROOT / "docs" / "errors.md"
@@ -21,16 +21,7 @@ DOC = REPO_ROOT / "docs" / "errors.md"
 def outcomes(tiny_model_dirs, tmp_path_factory):
     """Every case of the catalog, run once through ``freezebench.cli.main``."""
     folder = tmp_path_factory.mktemp("catalog")
-    sentiment = folder / "sentiment"
-    from datasets import Dataset
-
-    from .conftest import NEGATIVE, POSITIVE
-
-    sentiment.mkdir()
-    for split, repeat in (("train", 4), ("validation", 1), ("test", 1)):
-        Dataset.from_dict({"text": (POSITIVE + NEGATIVE) * repeat,
-                           "label": ([1] * 6 + [0] * 6) * repeat}).to_parquet(
-            sentiment / f"{split}.parquet")
+    sentiment = write_sentiment_folder(folder / "sentiment")
     return run_all(tiny_model_dirs["bert"], sentiment, folder)
 
 
