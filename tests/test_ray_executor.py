@@ -24,11 +24,10 @@ from typer.testing import CliRunner
 
 from freezebench.cli import app
 from freezebench.errors import ConfigError
-from freezebench.executors import get_executor
 from freezebench.pipeline import record_id
 from freezebench.results import runs_dir, scan_records
 from freezebench.study import expand, parse_study
-from freezebench.sweep import run_sweep
+from freezebench.sweep import get_executor, run_sweep
 
 # fp32: where the CPU has native bf16, "auto" picks bf16, whose sums differ between a trial's one
 # thread and this process's two by more than the comparison below allows.

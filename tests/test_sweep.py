@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from freezebench import executors
 from freezebench.cli import app
 from freezebench.errors import ConfigError
-from freezebench.executors import LocalExecutor, get_executor
+from freezebench.executors import LocalExecutor
 from freezebench.pipeline import record_id
 from freezebench.results import runs_dir, scan_records
 from freezebench.study import expand, load_study, parse_study
-from freezebench.sweep import STUDY_FILE, run_sweep, write_study
+from freezebench.sweep import STUDY_FILE, get_executor, run_sweep, write_study
 
 RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
           "per_device_eval_batch_size": 8, "max_length": 32}

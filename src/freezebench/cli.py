@@ -227,9 +227,8 @@ def sweep(
     verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
 ) -> None:
     """Run a study (strategies x parameters x seeds x learning rates); finished runs are skipped."""
-    from freezebench.executors import get_executor
     from freezebench.study import load_study
-    from freezebench.sweep import run_sweep
+    from freezebench.sweep import get_executor, run_sweep
 
     _verbose(verbose)
     options = {"ray_address": ray_address, "cpus_per_run": cpus_per_run,

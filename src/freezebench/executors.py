@@ -4,8 +4,9 @@ An executor takes the runs still to do and calls ``on_result(record)`` once per 
 any order, with the record its run wrote (completed, or failed). A failed run never stops the
 others; Ctrl-C (``KeyboardInterrupt``) stops the sweep and propagates. To add one (a job queue),
 write a class with the same ``execute`` method whose workers run :func:`freezebench.pipeline.run`,
-and register a factory taking its options as keyword arguments in :data:`EXECUTORS`. The Ray
-executor (:mod:`freezebench.ray_executor`) is imported only when it is asked for.
+and register a factory taking its options as keyword arguments in
+:data:`freezebench.sweep.EXECUTORS`, which imports the Ray executor
+(:mod:`freezebench.ray_executor`) only when it is asked for.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from freezebench import results
 from freezebench.config import RunConfig
-from freezebench.errors import ConfigError, FreezebenchError, did_you_mean
+from freezebench.errors import FreezebenchError
 from freezebench.pipeline import new_record, record_id
 from freezebench.pipeline import run as run_pipeline
 
@@ -63,28 +64,3 @@ def failed_record(config: RunConfig, exc: Exception) -> dict[str, Any]:
         record = new_record(config)
         record.update(status="failed", error={"type": type(exc).__name__, "message": str(exc)})
         return record
-
-
-def _local(**options: Any) -> Executor:
-    if options:
-        names = ", ".join("--" + name.replace("_", "-") for name in options)
-        raise ConfigError(f"{names} apply only to --executor ray.")
-    return LocalExecutor()
-
-
-def _ray(**options: Any) -> Executor:
-    from freezebench.ray_executor import RayExecutor
-
-    return RayExecutor(**options)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "ray": _ray}
-
-
-def get_executor(name: str, **options: Any) -> Executor:
-    """The executor registered under ``name``, set up with ``options``."""
-    if name not in EXECUTORS:
-        raise ConfigError(
-            f"Unknown executor '{name}'.{did_you_mean(name, EXECUTORS)} Available: "
-            f"{', '.join(EXECUTORS)}.")
-    return EXECUTORS[name](**options)

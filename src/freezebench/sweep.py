@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from freezebench import results
 from freezebench.distributed import launched_processes
-from freezebench.errors import ConfigError, StorageError
+from freezebench.errors import ConfigError, StorageError, did_you_mean
 from freezebench.executors import Executor, LocalExecutor
 from freezebench.pipeline import record_id
 from freezebench.study import StudyConfig, expand, resolve_aliases
@@ -168,3 +169,30 @@ def _stamp() -> str:
 def _say(enabled: bool, line: str) -> None:
     if enabled:
         tqdm.write(line, file=sys.stdout)
+
+
+# --------------------------------------------------------------------------- executors
+
+def _local(**options: Any) -> Executor:
+    if options:
+        names = ", ".join("--" + name.replace("_", "-") for name in options)
+        raise ConfigError(f"{names} apply only to --executor ray.")
+    return LocalExecutor()
+
+
+def _ray(**options: Any) -> Executor:
+    from freezebench.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "ray": _ray}
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor registered under ``name``, set up with ``options``."""
+    if name not in EXECUTORS:
+        raise ConfigError(
+            f"Unknown executor '{name}'.{did_you_mean(name, EXECUTORS)} Available: "
+            f"{', '.join(EXECUTORS)}.")
+    return EXECUTORS[name](**options)
