@@ -162,8 +162,8 @@ def run_freezebench(config: RunConfig) -> dict[str, Any]:
         "validation_f1": metrics["validation"]["f1"], "f1": metrics["test"]["f1"],
         "accuracy": metrics["test"]["accuracy"],
         "peak_memory_mb": eff["peak_memory_mb"], "memory_kind": eff["memory_kind"],
-        "precision": eff["precision"], "steps": eff["steps"],
-        "trainable_params": record["params"]["trainable"],
+        "precision": eff["precision"], "dropout_masks": eff["dropout_masks"],
+        "steps": eff["steps"], "trainable_params": record["params"]["trainable"],
         "frozen_prefix": record["params"]["frozen_prefix"],
         "end_to_end_seconds": wall, "record_id": record["id"],
     }
@@ -222,7 +222,8 @@ def run_trainer(config: RunConfig, output_dir: Path, group_by_length: bool = Fal
         "validation_f1": scores["validation"]["f1"], "f1": scores["test"]["f1"],
         "accuracy": scores["test"]["accuracy"],
         "peak_memory_mb": memory.megabytes, "memory_kind": memory.kind,
-        "precision": trainer_precision(config), "steps": outcome.global_step,
+        "precision": trainer_precision(config), "dropout_masks": "torch",
+        "steps": outcome.global_step,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "end_to_end_seconds": time.perf_counter() - start,
     }
@@ -408,14 +409,18 @@ def batching(grouped: bool, packed: bool) -> str:
 
 def print_report(work: Workload, summary: dict[str, Any], load: dict[str, Any]) -> None:
     first = work.configs[0]
-    precisions = {side: _unique(r["precision"] for r in summary["rows"] if r["side"] == side)
-                  for side in SIDES}
+    def per_side(key: str) -> dict[str, list]:
+        return {side: _unique(r[key] for r in summary["rows"] if r["side"] == side)
+                for side in SIDES}
+
+    precisions, masks = per_side("precision"), per_side("dropout_masks")
     print()
     print(f"study {shown(work.study)}: {len(work.configs)} runs  model {shown(first.model)}  "
           f"dataset {shown(first.dataset)}  device {work.device}  order {work.order}")
     print(f"precision: freezebench {precisions['freezebench']}, Trainer {precisions['trainer']}; "
           f"batches: freezebench {batching(first.group_by_length, first.packed_batches)}, "
-          f"Trainer {batching(work.trainer_group_by_length, False)}")
+          f"Trainer {batching(work.trainer_group_by_length, False)}; dropout masks: freezebench "
+          f"{masks['freezebench']}, Trainer {masks['trainer']}")
     print("Per run group (mean ± std over seeds; fb = freezebench train + cache build charged to "
           "the run that built it; Trainer = train_runtime; F1 on test; memory: peak during "
           "training):")

@@ -110,6 +110,16 @@ def test_same_config_same_metrics(tiny_model_dirs, sentiment_folder, tmp_path):
         [h["train_loss"] for h in second["history"]]
 
 
+@pytest.mark.parametrize("choice,used", [("auto", "numpy"), ("torch", "torch")])
+def test_the_record_names_who_drew_dropout_masks_and_each_choice_is_reproducible(
+        tiny_model_dirs, sentiment_folder, tmp_path, choice, used):
+    runs = [run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / side,
+                        strategy="bitfit", dropout_masks=choice, seed=4)) for side in "ab"]
+    assert {r["efficiency"]["dropout_masks"] for r in runs} == {used}
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+    assert runs[0]["history"][-1]["train_loss"] == runs[1]["history"][-1]["train_loss"]
+
+
 def test_failed_run_leaves_a_failed_record(tiny_model_dirs, sentiment_folder, tmp_path):
     config = _config(tiny_model_dirs["bert"], sentiment_folder, tmp_path, strategy="bottom",
                      strategy_params={"k": 99})

@@ -95,6 +95,9 @@ def run(
     cache: Annotated[bool | None, Opt("--cache/--no-cache",
                                          help="Reuse frozen-prefix outputs.")] = None,
     cache_dir: Annotated[str | None, Opt(help="Folder for the frozen-prefix cache.")] = None,
+    dropout_masks: Annotated[str | None, Opt(
+        help="Who draws dropout masks: auto (numpy on a CPU, torch on a GPU) | torch | numpy.")
+        ] = None,
     price_per_hour: Annotated[float | None, Opt(help="Device price, USD per hour.")] = None,
     output_dir: Annotated[str | None, Opt()] = None,
     save_model: Annotated[bool | None, Opt("--save-model/--no-save-model")] = None,

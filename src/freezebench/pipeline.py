@@ -17,6 +17,7 @@ from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
 from freezebench.data import TaskData, load_task_data, resolve_max_length, tokenize_splits
 from freezebench.distributed import DataParallel, from_environment, is_main_process
+from freezebench.dropout import resolve_dropout_masks, use_numpy_dropout
 from freezebench.engine import (
     Recipe,
     apply_trainable,
@@ -175,6 +176,9 @@ def _execute(config: RunConfig, record: dict, parallel: DataParallel) -> None:
     precision = resolve_precision(config.precision, device)
     prepared = prepare(config)
     model, layer_map, plan = prepared.model.to(device), prepared.layer_map, prepared.plan
+    dropout_masks = resolve_dropout_masks(config.dropout_masks, device)
+    if dropout_masks == "numpy":
+        use_numpy_dropout(model, seed=(config.seed, parallel.rank))
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
     store_frozen_weights_for_autocast(model, plan.ever_trainable(), precision)
     trainable, total = count_parameters(model)
@@ -206,7 +210,7 @@ def _execute(config: RunConfig, record: dict, parallel: DataParallel) -> None:
     record["params"] = _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes)
     record["efficiency"] = _efficiency(config, prepared, model, layer_map, plan, boundary,
                                        outcome, memory, test_seconds, use_cache, cache_info,
-                                       precision, parallel)
+                                       precision, dropout_masks, parallel)
     if config.save_model and parallel.is_main:
         record["saved_model"] = str(save_finetuned(model, prepared.tokenizer, config, record,
                                                    plan.ever_trainable()))
@@ -281,7 +285,7 @@ def _numel(model, name: str) -> int:
 
 
 def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, memory,
-                test_seconds, use_cache, cache_info, precision, parallel) -> dict:
+                test_seconds, use_cache, cache_info, precision, dropout_masks, parallel) -> dict:
     ever = plan.ever_trainable()
     units = [
         UnitCost(unit, sum(_numel(model, n) for n in names),
@@ -306,6 +310,7 @@ def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, mem
         **cache_info,
         "timing_method": "measured wall time of the training steps, evaluation excluded",
         "precision": precision,
+        "dropout_masks": dropout_masks,
         "steps": outcome.steps,
         "world_size": parallel.world_size,
         "effective_train_batch_size": parallel.global_batch(config.per_device_train_batch_size),
