@@ -83,7 +83,7 @@ def test_setup_measurement_and_caveats_come_from_the_records(report):
     _, markdown, _ = report
     assert "examples per split: train 8,530, validation 1,066, test 1,066" in markdown
     assert "3 epoch(s), batch size 16" in markdown
-    assert "NVIDIA T4 (cuda), precision fp32" in markdown
+    assert "NVIDIA T4 (cuda), precision fp32, dropout masks drawn by torch" in markdown
     assert "measured wall time, training steps only" in markdown
     assert re.search(r"the builds took head \d+ s in total", markdown)  # cache build stated
     cached = [r for r in build.study_records() if r["status"] == "completed"

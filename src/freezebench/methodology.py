@@ -51,7 +51,9 @@ def setup_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         "in the table below",
         f"- **Seeds**: {', '.join(str(int(s)) for s in seeds)}",
         f"- **Device**: {_values(done, 'env', 'device_name')} "
-        f"({_values(done, 'env', 'device')}), precision {_values(done, 'efficiency', 'precision')}",
+        f"({_values(done, 'env', 'device')}), precision "
+        f"{_values(done, 'efficiency', 'precision')}, dropout masks drawn by "
+        f"{_values(done, 'efficiency', 'dropout_masks')}",
         f"- **Versions**: freezebench {_values(done, 'env', 'freezebench')}, torch "
         f"{_values(done, 'env', 'torch')}, transformers {_values(done, 'env', 'transformers')}, "
         f"datasets {_values(done, 'env', 'datasets')}, Python {_values(done, 'env', 'python')}; "
