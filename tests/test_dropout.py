@@ -62,6 +62,17 @@ def test_attention_computes_what_sdpa_computes(mask):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+def test_causal_attention_is_left_to_sdpa():
+    torch.manual_seed(1)
+    query, key, value = (torch.randn(1, 2, 6, 4) for _ in range(3))
+    module = nn.Module()
+    module.dropout = NumpyDropout(1e-12, np.random.default_rng(3))
+    module.is_causal = True
+    ours, _ = attention(module, query, key, value, None, dropout=1e-12)
+    causal = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
+    torch.testing.assert_close(ours, causal.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
 def test_attention_drops_weights_at_rate_p():
     module = nn.Module()
     module.dropout = NumpyDropout(0.5, np.random.default_rng(4))

@@ -61,9 +61,14 @@ def drop(values: torch.Tensor, p: float, generator: np.random.Generator) -> torc
 def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
               attention_mask: torch.Tensor | None, dropout: float = 0.0,
               scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
-    """A ``transformers`` attention function: SDPA, with numpy masks when weights are dropped."""
+    """A ``transformers`` attention function: SDPA, with numpy masks when weights are dropped.
+
+    Causal attention (a decoder) and groups of shared key/value heads go to SDPA unchanged.
+    """
     masks = getattr(module, "dropout", None)
-    if dropout == 0.0 or not isinstance(masks, NumpyDropout):
+    causal = kwargs.get("is_causal", getattr(module, "is_causal", False))
+    grouped = getattr(module, "num_key_value_groups", 1) > 1
+    if dropout == 0.0 or not isinstance(masks, NumpyDropout) or causal or grouped:
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
