@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from freezebench.errors import FreezebenchError
+
+from .conftest import minilm_path, rotten_tomatoes_path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_vs_freezebench.py"
 
@@ -125,3 +128,18 @@ def test_the_gpu_benchmark_studies_expand_to_the_issue_workloads():
         range(13))
     assert len(depth) == (13 + 1) * 3
     assert {(r.per_device_train_batch_size, r.num_train_epochs) for r in depth} == {(16, 1)}
+
+
+def test_dropout_masks_benchmark_times_both_choices_on_the_offline_model():
+    minilm_path(), rotten_tomatoes_path()  # skip where the offline model or data is missing
+    script = SCRIPT.parent / "dropout_masks.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--strategies", "bitfit", "--rounds", "1", "--steps", "2"],
+        capture_output=True, text=True, cwd=SCRIPT.parents[1], timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    draws = re.search(r"one mask of \(7, 12, 60, 60\): torch ([\d.]+) ms, numpy ([\d.]+) ms",
+                      result.stdout)
+    step = re.search(r"^bitfit +torch +([\d.]+) ms +numpy +([\d.]+) ms +change [+-]\d+%",
+                     result.stdout, re.MULTILINE)
+    assert draws and step, result.stdout
+    assert all(float(value) > 0 for value in (*draws.groups(), *step.groups()))

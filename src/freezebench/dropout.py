@@ -2,9 +2,9 @@
 
 torch draws a CPU dropout mask (``bernoulli_``) one element at a time from its mt19937 generator,
 on one thread (its vectorised MKL path is taken on Intel CPUs only). On the 2-core AMD EPYC this
-project is developed on, that was 14 % of a bitfit step of all-MiniLM-L6-v2 and 22 % of a LoRA
-step (torch.profiler, bf16, packed batches of 16). numpy's PCG64 fills the same mask about three
-times faster.
+project is developed on, that was 18-21 % of a bitfit step of all-MiniLM-L6-v2 and 22-27 % of a
+LoRA step (torch.profiler, bf16, packed batches of 16: ``benchmarks/dropout_masks.py
+--profile``). numpy's PCG64 fills the same mask about three times faster.
 
 The masks follow the same distribution: each element is kept with probability ``1 - p`` and
 scaled by ``1 / (1 - p)``. They come from another random stream, seeded per run, so a run stays
