@@ -125,3 +125,31 @@ def test_packed_batches_give_the_logits_of_padded_ones(tokenizer, tiny_model_dir
         assert torch.allclose(forward_logits(staged, from_cache[True], 2),
                               forward_logits(staged, from_cache[False], 2), atol=1e-5)
         assert torch.allclose(forward_logits(staged, from_cache[True], 2), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "numpy"])
+def test_the_packed_mask_is_the_one_transformers_builds(attention):
+    """Built by broadcasting the segment ids, not by vmapping the mask function."""
+    from transformers.masking_utils import (
+        create_bidirectional_mask,
+        packed_sequence_mask_function,
+    )
+
+    from freezebench.dropout import use_numpy_dropout
+    from freezebench.model import StagedForward, build_layer_map
+
+    from .conftest import build_tiny_model
+
+    model = build_tiny_model("bert", vocab_size=100)
+    if attention == "numpy":
+        use_numpy_dropout(model, seed=(0, 0))
+    else:
+        model.set_attn_implementation(attention)
+    segments = Packing.first_fit([5, 3, 2, 7, 1, 4]).segments()
+    hidden = torch.zeros(*segments.shape, 32, dtype=torch.bfloat16)
+    mask = StagedForward(model, build_layer_map(model)).block_mask(hidden, None, segments)
+    expected = create_bidirectional_mask(
+        config=model.config, inputs_embeds=hidden, attention_mask=None,
+        and_mask_function=packed_sequence_mask_function(segments))
+    assert mask.shape == (segments.shape[0], 1, segments.shape[1], segments.shape[1])
+    assert mask.dtype == expected.dtype and torch.equal(mask, expected)

@@ -17,7 +17,7 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from freezebench.cache import CachedStates
-from freezebench.model import StagedForward
+from freezebench.model import FirstTokens, StagedForward
 
 
 def batch_order(
@@ -94,10 +94,9 @@ class Packing:
         owner = self.pack([torch.full((n,), i) for i, n in enumerate(self.lengths)], fill=-1)
         return torch.where(owner >= 0, owner, padding + len(self.lengths))
 
-    def first_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[examples, 1, hidden]``: each example's first position, where the head reads."""
-        rows, starts = self.rows.to(hidden.device), self.starts.to(hidden.device)
-        return hidden[rows, starts].unsqueeze(1)
+    def first_tokens(self, device: torch.device) -> FirstTokens:
+        """Each example's first position, where the head reads."""
+        return FirstTokens(self.rows.to(device), self.starts.to(device))
 
 
 @dataclass
@@ -144,6 +143,12 @@ class Batch:
     positions: torch.Tensor | None = None
     segments: torch.Tensor | None = None
 
+    def first_tokens(self) -> FirstTokens:
+        """Where each example's first token sits in the rows."""
+        if self.packing is None:
+            return FirstTokens()
+        return self.packing.first_tokens(self.labels.device)
+
 
 def make_batch(inputs: SplitInputs, indices: list[int], *, packed: bool) -> Batch:
     """The batch of ``indices`` on the CPU; ``packed`` shares rows between examples."""
@@ -184,8 +189,13 @@ def iter_batches(inputs: SplitInputs, order: list[list[int]], device: torch.devi
 
 
 def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.Tensor:
-    """Logits for a batch whose frozen prefix ends at ``boundary`` (cached or recomputed)."""
+    """Logits for a batch whose frozen prefix ends at ``boundary`` (cached or recomputed).
+
+    The last block computes the first tokens alone, the positions the head reads.
+    """
     top = staged.num_boundaries
+    first = batch.first_tokens()
+    runs_last_block = batch.hidden is None or boundary < top
     hidden = batch.hidden
     mask = None
     if hidden is None:  # from tokens: the frozen prefix (if any) runs without autograd
@@ -193,11 +203,11 @@ def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.
             hidden = staged.embed(batch.tokens, positions=batch.positions)
             mask = staged.block_mask(hidden, batch.attention_mask, batch.segments)
             boundary = max(boundary, 1)  # the embeddings' output
-            hidden = staged.run_blocks(hidden, mask, 0, boundary - 1)
+            hidden = staged.run_blocks(hidden, mask, 0, boundary - 1, first)
     if boundary < top:
         mask = mask if mask is not None else staged.block_mask(hidden, batch.attention_mask,
                                                                batch.segments)
-        hidden = staged.run_blocks(hidden, mask, boundary - 1, top - 1)
-    if batch.packing is not None:
-        hidden = batch.packing.first_tokens(hidden)
+        hidden = staged.run_blocks(hidden, mask, boundary - 1, top - 1, first)
+    if not runs_last_block:  # cached states after the last block
+        hidden = first.gather(hidden)
     return staged.head(hidden)

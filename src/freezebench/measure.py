@@ -13,6 +13,12 @@ adds ``4 s d`` per token per block forward (scores and weighted sum over ``s`` t
 ``d``),
 with the same multipliers. Embedding lookups are counted as free (they gather rows, no
 arithmetic), and the pooler and head run once per sequence rather than per token.
+
+The last block computes each sequence's first token alone where the architecture allows
+(:meth:`~freezebench.model.StagedForward.last_block_at`): its key and value projections act on
+every token, its other parameters once per sequence, and its attention has one query per sequence
+(``4 s d`` per sequence). Executed FLOPs count it so; naive FLOPs count the whole block, as a run
+that neither caches nor cuts the last block computes it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class UnitCost:
     per_token: bool        # blocks and embeddings act per token; pooler and head per sequence
     attention: bool        # blocks add the attention score term
     lookup: bool = False   # embeddings: a gather, counted as free
+    # the last block at the first tokens: the parameters that still act on every token (keys and
+    # values); None where the block runs whole
+    key_value_params: int | None = None
 
 
 def train_flops(
@@ -74,30 +83,38 @@ def train_flops(
     sequences = float(len(lengths))
     attention_tokens = float((lengths.astype(np.float64) ** 2).sum())
     lowest_trainable = next((i for i, u in enumerate(units) if u.trainable), len(units))
-    prefix_forward = 0.0
-    per_epoch = 0.0
+    prefix = {"executed": 0.0, "naive": 0.0}
+    per_epoch = {"executed": 0.0, "naive": 0.0}
     for index, unit in enumerate(units):
-        forward = _forward_flops(unit, tokens, sequences, attention_tokens, hidden_size)
         if unit.lookup:
             continue
+        forward = {kind: _forward_flops(unit, tokens, sequences, attention_tokens, hidden_size,
+                                        whole=kind == "naive")
+                   for kind in per_epoch}
         if index < prefix_units:
-            prefix_forward += forward
+            for kind, flops in forward.items():
+                prefix[kind] += flops
             continue
-        backward = forward if index > lowest_trainable else 0.0
-        if unit.params:
-            backward += forward * unit.trainable / unit.params if unit.trainable else 0.0
-        per_epoch += forward + backward
-    naive = epochs * (per_epoch + prefix_forward)
-    executed = epochs * per_epoch + (0.0 if cached else epochs * prefix_forward)
+        # forward, backward through the activations, backward to the trainable weights
+        multiplier = 1.0 + (1.0 if index > lowest_trainable else 0.0)
+        multiplier += unit.trainable / unit.params if unit.params else 0.0
+        for kind, flops in forward.items():
+            per_epoch[kind] += multiplier * flops
+    executed = epochs * per_epoch["executed"] + (0.0 if cached else epochs * prefix["executed"])
     return {
         "train_flops": executed,
-        "train_flops_naive": naive,
-        "cache_build_flops": prefix_forward if cached else 0.0,
+        "train_flops_naive": epochs * (per_epoch["naive"] + prefix["naive"]),
+        "cache_build_flops": prefix["executed"] if cached else 0.0,
     }
 
 
 def _forward_flops(unit: UnitCost, tokens: float, sequences: float, attention_tokens: float,
-                   hidden_size: int) -> float:
+                   hidden_size: int, *, whole: bool = False) -> float:
+    """One forward pass of ``unit`` over the data (``whole``: the last block uncut)."""
+    if unit.key_value_params is not None and not whole:
+        rest = unit.params - unit.key_value_params
+        return (2.0 * unit.key_value_params * tokens + 2.0 * rest * sequences
+                + 4.0 * tokens * hidden_size)
     count = tokens if unit.per_token else sequences
     flops = 2.0 * unit.params * count
     if unit.attention:

@@ -79,8 +79,9 @@ def measurement_lines(study: Study, records: list[dict[str, Any]]) -> list[str]:
         f"{_cache_use_text(done)}{_cache_text(done)}",
         "- **Throughput**: training examples processed per second of training time.",
         f"- **Memory**: {memory}.",
-        "- **FLOPs**: training FLOPs counted by freezebench with freezing (and the cache, where "
-        "used) taken into account, not the Trainer's `total_flos`, which ignores freezing.",
+        "- **FLOPs**: training FLOPs as executed, counted by freezebench with freezing, the "
+        "cache (where used) and the last block (computed at the first tokens, which the head "
+        "reads) taken into account; not the Trainer's `total_flos`, which ignores freezing.",
         "- **Cost**: (training time + cache build time) / 3600 × the configured price per "
         f"device hour ({_values(done, 'efficiency', 'price_per_hour')} USD); device time only.",
     ]

@@ -38,6 +38,7 @@ from freezebench.model import (
     StagedForward,
     build_layer_map,
     check_max_length,
+    computes_first_token_only,
     count_parameters,
     load_model,
     load_tokenizer,
@@ -287,11 +288,20 @@ def _numel(model, name: str) -> int:
 def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, memory,
                 test_seconds, use_cache, cache_info, precision, dropout_masks, parallel) -> dict:
     ever = plan.ever_trainable()
+    last_block = f"blocks[{layer_map.num_blocks - 1}]"
+    cut = computes_first_token_only(model)
+
+    def key_value_params(unit: str, names: list[str]) -> int | None:
+        if not cut or unit != last_block:
+            return None
+        projections = layer_map.spec.key_value_projections
+        return sum(_numel(model, n) for n in names if any(p in n for p in projections))
+
     units = [
         UnitCost(unit, sum(_numel(model, n) for n in names),
                  sum(_numel(model, n) for n in names if n in ever),
                  per_token=unit not in ("pooler", "head"), attention=unit.startswith("blocks"),
-                 lookup=unit == "embeddings")
+                 lookup=unit == "embeddings", key_value_params=key_value_params(unit, names))
         for unit, names in layer_map.units()
     ]
     flops = train_flops(units, prepared.inputs["train"].lengths, model.config.hidden_size,

@@ -11,7 +11,7 @@ from freezebench.batching import SplitInputs, batch_order, iter_batches
 from freezebench.cache import CachedStates, PrefixCacheStore, cache_key
 from freezebench.engine import autocast
 from freezebench.measure import Stopwatch
-from freezebench.model import StagedForward
+from freezebench.model import FirstTokens, StagedForward
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def build_states(
 ) -> CachedStates:
     """Run the frozen prefix over a split in inference mode and pack the unpadded states."""
     cls_only = boundary == staged.num_boundaries
+    first = FirstTokens() if cls_only else None  # the head reads the first tokens alone
     order = batch_order(inputs.lengths, _BUILD_BATCH, shuffle=False, seed=0, epoch=0,
                         group_by_length=True)
     source = SplitInputs(inputs.dataset, inputs.collator, cached=start)
@@ -93,9 +94,10 @@ def build_states(
         for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
             if batch.hidden is not None:
                 mask = staged.block_mask(batch.hidden, batch.attention_mask)
-                hidden = staged.run_blocks(batch.hidden, mask, start_boundary - 1, boundary - 1)
+                hidden = staged.run_blocks(batch.hidden, mask, start_boundary - 1, boundary - 1,
+                                           first)
             else:
-                hidden = staged.to_boundary(batch.tokens, boundary)
+                hidden = staged.to_boundary(batch.tokens, boundary, first=first)
             hidden = hidden.cpu()
             for row, index in enumerate(indices):
                 length = 1 if cls_only else int(inputs.lengths[index])
