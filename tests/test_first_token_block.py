@@ -12,13 +12,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from freezebench.batching import Batch, Packing, forward_logits
 from freezebench.dropout import use_numpy_dropout
+from freezebench.first_token import FirstTokens
 from freezebench.measure import UnitCost, train_flops
-from freezebench.model import (
-    FirstTokens,
-    StagedForward,
-    build_layer_map,
-    computes_first_token_only,
-)
+from freezebench.model import StagedForward, build_layer_map, computes_first_token_only
 
 from .conftest import build_tiny_model
 

@@ -17,7 +17,8 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from freezebench.cache import CachedStates
-from freezebench.model import FirstTokens, StagedForward
+from freezebench.first_token import FirstTokens
+from freezebench.model import StagedForward
 
 
 def batch_order(

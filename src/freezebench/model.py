@@ -9,16 +9,13 @@ Adding an architecture means adding one :class:`ArchitectureSpec` to ``ARCHITECT
 projections LoRA targets, how the head turns the last hidden states into logits, and (optional) how
 its last block computes the first token alone.
 
-The classification heads of these architectures read one position of the last hidden states, each
-example's first token. So the last block needs its keys and values at every position but its query,
-attention output and feed-forward layers at the first token only: :class:`StagedForward` runs it
-that way (``first_token_block``), which gives the same logits and gradients as the whole block with
-a fraction of its arithmetic (about a sixth of it in a BERT block at the quick study's lengths).
+The heads read each example's first token alone, so :class:`StagedForward` runs the last block at
+those positions only where the architecture says how (``first_token_block``, see
+:mod:`freezebench.first_token`): the same logits and gradients with a sixth of its arithmetic.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,101 +36,19 @@ from transformers.masking_utils import (
     create_bidirectional_mask,
     packed_sequence_mask_function,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from freezebench.dropout import ATTENTION as NUMPY_DROPOUT_ATTENTION
 from freezebench.errors import ConfigError, ModelError
+from freezebench.first_token import (
+    DENSE_MASK_ATTENTION,
+    FirstTokenBlockFn,
+    FirstTokens,
+    bert_first_token_block,
+    distilbert_first_token_block,
+)
 
 logger = logging.getLogger(__name__)
 
 HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-
-# attention implementations whose functions take a dense (or no) mask of shape [batch, 1, q, k]
-FIRST_TOKEN_ATTENTION = ("eager", "sdpa", NUMPY_DROPOUT_ATTENTION)
-
-
-@dataclass(frozen=True)
-class FirstTokens:
-    """Where each example's first token sits, the position a classification head reads.
-
-    ``rows[i]``, ``starts[i]``: example ``i``'s row and its first position there (packed rows hold
-    several examples); ``None`` for padded rows, one example each, starting at position 0.
-    """
-
-    rows: torch.Tensor | None = None
-    starts: torch.Tensor | None = None
-
-    def gather(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[examples, 1, ...]``: the first token of each example of ``hidden`` ``[rows, width,
-        ...]``."""
-        if self.rows is None:
-            return hidden[:, :1]
-        return hidden[self.rows, self.starts].unsqueeze(1)
-
-    def row_of_each(self, states: torch.Tensor) -> torch.Tensor:
-        """``states`` ``[rows, ...]`` repeated for each example of a row."""
-        return states if self.rows is None else states[self.rows]
-
-    def mask_rows(self, mask: torch.Tensor | None) -> torch.Tensor | None:
-        """An attention mask ``[rows, 1, queries, keys]`` cut to the first tokens' queries."""
-        if mask is None:
-            return None
-        if mask.shape[-2] == 1:  # one row for every query
-            return self.row_of_each(mask)
-        if self.rows is None:
-            return mask[:, :, :1]
-        return mask[self.rows, :, self.starts].unsqueeze(2)
-
-
-def _attention_function(attention: nn.Module) -> Callable:
-    implementation = attention.config._attn_implementation
-    if implementation == "eager":  # each modeling file has its own
-        return inspect.getmodule(type(attention)).eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[implementation]
-
-
-def _attend_first_tokens(
-    attention: nn.Module, query: nn.Module, key: nn.Module, value: nn.Module,
-    hidden: torch.Tensor, mask: torch.Tensor | None, first: FirstTokens,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Self-attention of each example's first token over its row, with the module's own
-    projections, attention function and dropout: ``(first-token states, attention output)``, both
-    ``[examples, 1, hidden]``."""
-    head_size = attention.attention_head_size
-
-    def heads(states: torch.Tensor) -> torch.Tensor:
-        return states.view(*states.shape[:2], -1, head_size).transpose(1, 2)
-
-    queries = first.gather(hidden)
-    keys = first.row_of_each(heads(key(hidden)))
-    values = first.row_of_each(heads(value(hidden)))
-    output, _ = _attention_function(attention)(
-        attention, heads(query(queries)), keys, values, first.mask_rows(mask),
-        dropout=attention.dropout.p if attention.training else 0.0, scaling=attention.scaling)
-    return queries, output.reshape(len(queries), 1, -1)
-
-
-def _bert_first_token_block(block: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None,
-                            first: FirstTokens) -> torch.Tensor:
-    """``BertLayer`` (and RoBERTa's) at the first tokens only."""
-    attention = block.attention.self
-    queries, context = _attend_first_tokens(attention, attention.query, attention.key,
-                                            attention.value, hidden, mask, first)
-    return block.feed_forward_chunk(block.attention.output(context, queries))
-
-
-def _distilbert_first_token_block(block: nn.Module, hidden: torch.Tensor,
-                                  mask: torch.Tensor | None, first: FirstTokens) -> torch.Tensor:
-    """DistilBERT's ``TransformerBlock`` at the first tokens only."""
-    attention = block.attention
-    queries, context = _attend_first_tokens(attention, attention.q_lin, attention.k_lin,
-                                            attention.v_lin, hidden, mask, first)
-    attended = block.sa_layer_norm(attention.out_lin(context) + queries)
-    return block.output_layer_norm(block.ffn(attended) + attended)
-
-
-FirstTokenBlockFn = Callable[[nn.Module, torch.Tensor, Any, FirstTokens], torch.Tensor]
-
 
 def _bert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     pooled = model.bert.pooler(hidden)
@@ -180,7 +95,7 @@ _ROBERTA = ArchitectureSpec(
     all_projections=("query", "key", "value", "attention.output.dense"),
     head_fn=_roberta_head,
     positions_after_padding=True,
-    first_token_block=_bert_first_token_block,
+    first_token_block=bert_first_token_block,
     key_value_projections=("attention.self.key.", "attention.self.value."),
 )
 
@@ -195,7 +110,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         all_projections=("query", "key", "value", "attention.output.dense"),
         head_fn=_bert_head,
         uses_token_type_ids=True,
-        first_token_block=_bert_first_token_block,
+        first_token_block=bert_first_token_block,
         key_value_projections=("attention.self.key.", "attention.self.value."),
     ),
     "roberta": _ROBERTA,
@@ -209,7 +124,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         attention_projections=("q_lin", "v_lin"),
         all_projections=("q_lin", "k_lin", "v_lin", "out_lin"),
         head_fn=_distilbert_head,
-        first_token_block=_distilbert_first_token_block,
+        first_token_block=distilbert_first_token_block,
         key_value_projections=("attention.k_lin.", "attention.v_lin."),
     ),
 }
@@ -318,7 +233,7 @@ def computes_first_token_only(model: PreTrainedModel) -> bool:
     _, spec = architecture_of(model)
     config = model.config
     return (spec.first_token_block is not None
-            and config._attn_implementation in FIRST_TOKEN_ATTENTION
+            and config._attn_implementation in DENSE_MASK_ATTENTION
             and not getattr(config, "is_decoder", False))
 
 
@@ -366,7 +281,7 @@ class StagedForward:
         if segments is None:
             return create_bidirectional_mask(
                 config=config, inputs_embeds=hidden, attention_mask=attention_mask)
-        if config._attn_implementation not in FIRST_TOKEN_ATTENTION:
+        if config._attn_implementation not in DENSE_MASK_ATTENTION:
             return create_bidirectional_mask(
                 config=config, inputs_embeds=hidden, attention_mask=None,
                 and_mask_function=packed_sequence_mask_function(segments))

@@ -10,8 +10,9 @@ import torch
 from freezebench.batching import SplitInputs, batch_order, iter_batches
 from freezebench.cache import CachedStates, PrefixCacheStore, cache_key
 from freezebench.engine import autocast
+from freezebench.first_token import FirstTokens
 from freezebench.measure import Stopwatch
-from freezebench.model import FirstTokens, StagedForward
+from freezebench.model import StagedForward
 
 logger = logging.getLogger(__name__)
 
