@@ -60,10 +60,10 @@ class FirstTokens:
 
 
 def _attention_function(attention: nn.Module) -> Callable:
-    implementation = attention.config._attn_implementation
-    if implementation == "eager":  # each modeling file has its own
-        return inspect.getmodule(type(attention)).eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[implementation]
+    """The function the module's own forward dispatches to (eager: its modeling file's)."""
+    return ALL_ATTENTION_FUNCTIONS.get_interface(
+        attention.config._attn_implementation,
+        inspect.getmodule(type(attention)).eager_attention_forward)
 
 
 def _attend_first_tokens(

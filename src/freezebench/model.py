@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
+
 def _bert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     pooled = model.bert.pooler(hidden)
     return model.classifier(model.dropout(pooled))
