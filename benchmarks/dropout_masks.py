@@ -29,19 +29,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from freezebench.batching import Batch, batch_order, forward_logits, iter_batches  # noqa: E402
 from freezebench.config import RunConfig  # noqa: E402
-from freezebench.dropout import use_numpy_dropout  # noqa: E402
-from freezebench.engine import (  # noqa: E402
-    apply_trainable,
+from freezebench.engine.batching import Batch, batch_order, forward_logits, iter_batches
+from freezebench.engine.freezing import apply_trainable
+from freezebench.engine.optimizer import build_optimizer
+from freezebench.engine.precision import (
     autocast,
-    build_optimizer,
     resolve_precision,
     store_frozen_weights_for_autocast,
 )
-from freezebench.model import StagedForward  # noqa: E402
+from freezebench.model.dropout import use_numpy_dropout
+from freezebench.model.staged import StagedForward
 from freezebench.pipeline import prepare  # noqa: E402
-from freezebench.study import resolve_alias  # noqa: E402
+from freezebench.study.config import resolve_alias
 
 CPU = torch.device("cpu")
 CHOICES = ("torch", "numpy")

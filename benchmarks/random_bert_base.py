@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification  # noqa: E402
 
-from freezebench.model import offline_model_path  # noqa: E402
+from freezebench.model.loading import offline_model_path
 
 
 def write_random_bert_base(folder: Path, seed: int = 0) -> Path:

@@ -52,15 +52,16 @@ from transformers import (  # noqa: E402
 )
 
 from freezebench.config import RunConfig  # noqa: E402
-from freezebench.engine import resolve_device, resolve_precision  # noqa: E402
+from freezebench.engine.precision import resolve_device, resolve_precision
 from freezebench.env import environment  # noqa: E402
 from freezebench.errors import FreezebenchError  # noqa: E402
-from freezebench.measure import PeakMemory, classification_metrics  # noqa: E402
-from freezebench.model import build_layer_map  # noqa: E402
+from freezebench.measure.memory import PeakMemory
+from freezebench.measure.quality import classification_metrics
+from freezebench.model.layer_map import build_layer_map
 from freezebench.pipeline import prepare, run  # noqa: E402
 from freezebench.results import write_json_atomic  # noqa: E402
 from freezebench.strategies import plan_for, strategy_label  # noqa: E402
-from freezebench.study import expand, load_study, parse_study  # noqa: E402
+from freezebench.study.config import expand, load_study, parse_study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK_STUDY = REPO_ROOT / "configs" / "quick.yaml"
@@ -154,18 +155,19 @@ def run_freezebench(config: RunConfig) -> dict[str, Any]:
     with contextlib.redirect_stdout(io.StringIO()):  # its per-run banner would drown the table
         record = run(config)
     wall = time.perf_counter() - start
-    eff, metrics = record["efficiency"], record["metrics"]
+    eff, metrics, params = record.efficiency, record.metrics, record.params
+    assert eff and metrics and params  # run() raises unless the run completed
     return {
-        "seconds": eff["train_seconds"] + eff["cache_build_seconds"],
-        "train_seconds": eff["train_seconds"], "cache_build_seconds": eff["cache_build_seconds"],
-        "cache_hit": eff["cache_hit"], "cache_mb": eff.get("cache_bytes", 0) / 2**20,
-        "validation_f1": metrics["validation"]["f1"], "f1": metrics["test"]["f1"],
-        "accuracy": metrics["test"]["accuracy"],
-        "peak_memory_mb": eff["peak_memory_mb"], "memory_kind": eff["memory_kind"],
-        "precision": eff["precision"], "dropout_masks": eff["dropout_masks"],
-        "steps": eff["steps"], "trainable_params": record["params"]["trainable"],
-        "frozen_prefix": record["params"]["frozen_prefix"],
-        "end_to_end_seconds": wall, "record_id": record["id"],
+        "seconds": eff.train_seconds + eff.cache_build_seconds,
+        "train_seconds": eff.train_seconds, "cache_build_seconds": eff.cache_build_seconds,
+        "cache_hit": eff.cache_hit, "cache_mb": eff.cache_bytes / 2**20,
+        "validation_f1": metrics.validation.f1, "f1": metrics.test.f1,
+        "accuracy": metrics.test.accuracy,
+        "peak_memory_mb": eff.peak_memory_mb, "memory_kind": eff.memory_kind,
+        "precision": eff.precision, "dropout_masks": eff.dropout_masks,
+        "steps": eff.steps, "trainable_params": params.trainable,
+        "frozen_prefix": params.frozen_prefix,
+        "end_to_end_seconds": wall, "record_id": record.id,
     }
 
 
@@ -219,8 +221,8 @@ def run_trainer(config: RunConfig, output_dir: Path, group_by_length: bool = Fal
             prediction.metrics["test_loss"])
     row = {
         "seconds": outcome.metrics["train_runtime"],
-        "validation_f1": scores["validation"]["f1"], "f1": scores["test"]["f1"],
-        "accuracy": scores["test"]["accuracy"],
+        "validation_f1": scores["validation"].f1, "f1": scores["test"].f1,
+        "accuracy": scores["test"].accuracy,
         "peak_memory_mb": memory.megabytes, "memory_kind": memory.kind,
         "precision": trainer_precision(config), "dropout_masks": "torch",
         "steps": outcome.global_step,

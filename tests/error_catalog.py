@@ -138,7 +138,7 @@ CASES: list[Case] = [
          varies=[r"(?<=from the Hugging Face Hub failed \().*?(?=\)\. Check the name)"]),
     Case("Duplicate texts with conflicting labels (a warning; the run goes on)",
          [*RUN, "--dataset", "data.csv"],
-         ["WARNING freezebench.validation", "'same words' with '0' (row 10), '1' (row 11)"],
+         ["WARNING freezebench.data.validation", "'same words' with '0' (row 10), '1' (row 11)"],
          {"data.csv": csv("text,label", GOOD[:10] + ["same words,0", "same words,1"] + GOOD[12:])},
          exit_code=0),
     # --- strategy and parameters

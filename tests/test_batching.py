@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding
 
-from freezebench.batching import (
+from freezebench.data.loading import load_task_data, tokenize_splits
+from freezebench.engine.batching import (
     Packing,
     SplitInputs,
     batch_order,
@@ -15,8 +16,7 @@ from freezebench.batching import (
     iter_batches,
     make_batch,
 )
-from freezebench.cache import CachedStates
-from freezebench.data import load_task_data, tokenize_splits
+from freezebench.engine.prefix_cache import CachedStates
 
 from .conftest import rotten_tomatoes_path
 
@@ -98,7 +98,9 @@ def test_packed_training_batches_of_rotten_tomatoes_pad_little(train_inputs):
 def test_packed_batches_give_the_logits_of_padded_ones(tokenizer, tiny_model_dirs,
                                                        sentiment_folder, architecture):
     """Same examples, from tokens at every frozen boundary and from cached states."""
-    from freezebench.model import StagedForward, build_layer_map, load_model
+    from freezebench.model.layer_map import build_layer_map
+    from freezebench.model.loading import load_model
+    from freezebench.model.staged import StagedForward
 
     task = load_task_data(str(sentiment_folder))
     model = load_model(tiny_model_dirs[architecture], num_labels=2, label_names=["0", "1"],
@@ -135,8 +137,9 @@ def test_the_packed_mask_is_the_one_transformers_builds(attention):
         packed_sequence_mask_function,
     )
 
-    from freezebench.dropout import use_numpy_dropout
-    from freezebench.model import StagedForward, build_layer_map
+    from freezebench.model.dropout import use_numpy_dropout
+    from freezebench.model.layer_map import build_layer_map
+    from freezebench.model.staged import StagedForward
 
     from .conftest import build_tiny_model
 

@@ -104,7 +104,8 @@ def test_random_bert_base_has_bert_base_shapes_and_loads_as_a_freezebench_model(
     spec.loader.exec_module(module)
     folder = module.write_random_bert_base(tmp_path / "bert-base")
 
-    from freezebench.model import build_layer_map, count_parameters, load_model
+    from freezebench.model.layer_map import build_layer_map, count_parameters
+    from freezebench.model.loading import load_model
 
     model = load_model(str(folder), num_labels=2, label_names=["neg", "pos"], seed=0)
     layer_map = build_layer_map(model)
@@ -114,7 +115,7 @@ def test_random_bert_base_has_bert_base_shapes_and_loads_as_a_freezebench_model(
 
 
 def test_the_gpu_benchmark_studies_expand_to_the_issue_workloads():
-    from freezebench.study import expand, parse_study
+    from freezebench.study.config import expand, parse_study
 
     def runs(name: str):
         values = yaml.safe_load((SCRIPT.parent / "studies" / name).read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from freezebench.cache import CachedStates, PrefixCacheStore, cache_key
+from freezebench.engine.prefix_cache import CachedStates, PrefixCacheStore, cache_key
 
 
 def _entry(rows: int, width: int = 8, dtype=torch.float32, seed: int = 0) -> CachedStates:

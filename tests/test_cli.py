@@ -44,3 +44,46 @@ def test_env_reports_versions_and_offline_model():
     result = freezebench("env")
     assert result.returncode == 0
     assert "torch" in result.stdout and "offline model" in result.stdout
+
+
+def test_run_has_an_option_for_every_config_field_with_its_default():
+    from click.testing import CliRunner
+    from typer.main import get_command
+
+    from freezebench.cli import app
+    from freezebench.config import RunConfig
+
+    command = get_command(app).commands["run"]
+    options = {name for param in command.params for name in param.opts}
+    for field, info in RunConfig.model_fields.items():
+        extra = info.json_schema_extra or {}
+        flag = str(extra.get("option", "--" + field.replace("_", "-"))).split("/")[0]
+        assert flag in options, f"RunConfig.{field} has no option"
+    help_text = CliRunner().invoke(command, ["--help"], env={"COLUMNS": "240"}).output
+    for shown in ("default: (16)", "default: (2e-05)", "default: (bert-base-cased)",
+                  "auto | fp32 | bf16 | fp16", "auto | torch | numpy", "--no-cache"):
+        assert shown in help_text, shown
+
+
+def test_a_config_option_overrides_the_yaml_file_and_only_given_ones_do(tmp_path):
+    from freezebench.cli_options import with_config_options
+    from freezebench.config import RunConfig, resolve_run_config
+
+    seen = {}
+
+    def command(config=None, **values):
+        seen.update(values)
+
+    wrapped = with_config_options(command, RunConfig)
+    wrapped(config=None, **{name: None for name in RunConfig.model_fields} | {"seed": 7})
+    (tmp_path / "run.yaml").write_text("seed: 3\nlearning_rate: 1.0e-3\n")
+    resolved = resolve_run_config(tmp_path / "run.yaml", seen)
+    assert (resolved.seed, resolved.learning_rate) == (7, 1e-3)
+
+
+def test_version_prints_the_installed_version():
+    from importlib import metadata
+
+    result = freezebench("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"freezebench {metadata.version('freezebench')}"

@@ -14,12 +14,7 @@ import huggingface_hub.constants
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
-from freezebench.data import (
-    TaskData,
-    load_task_data,
-    resolve_max_length,
-    tokenize_splits,
-)
+from freezebench.data.loading import TaskData, load_task_data, resolve_max_length, tokenize_splits
 from freezebench.errors import DataError
 
 # the offline copy lives in the workspace's shared/ folder, beside the repository
@@ -479,7 +474,7 @@ def test_conflicting_duplicates_warn_but_load(tmp_path, caplog):
     write_jsonl(folder / "train.jsonl", rows)
     write_jsonl(folder / "test.jsonl", rows[:6])
     write_jsonl(folder / "validation.jsonl", rows[:6])
-    with caplog.at_level(logging.WARNING, logger="freezebench.validation"):
+    with caplog.at_level(logging.WARNING, logger="freezebench.data.validation"):
         task = load_task_data(str(folder))
     assert len(task.splits["train"]) == 40
     assert "same words" in caplog.text and "row 10" in caplog.text and "row 11" in caplog.text

@@ -12,8 +12,9 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from freezebench.config import RunConfig
-from freezebench.distributed import DataParallel
-from freezebench.pipeline import record_id, run
+from freezebench.engine.distributed import DataParallel
+from freezebench.pipeline import run
+from freezebench.record import run_id
 from freezebench.results import runs_dir
 
 from .conftest import TINY
@@ -54,7 +55,7 @@ def test_two_processes_match_one_at_twice_the_batch(no_dropout_bert, sentiment_f
     single = run(RunConfig(model=no_dropout_bert, dataset=str(sentiment_folder),
                            strategy=strategy, strategy_params=params,
                            per_device_train_batch_size=10, output_dir=str(tmp_path / "one"),
-                           disable_tqdm=True, **RECIPE))
+                           disable_tqdm=True, **RECIPE)).to_json()
     out = tmp_path / "two"
     args = ["run", "--model", no_dropout_bert, "--dataset", str(sentiment_folder),
             "--strategy", strategy, "--per-device-train-batch-size", "5", "--output-dir", str(out)]
@@ -66,7 +67,7 @@ def test_two_processes_match_one_at_twice_the_batch(no_dropout_bert, sentiment_f
     [path] = runs_dir(out).glob("*.json")  # ...and writes the one record
     ddp = json.loads(path.read_text())
     config = RunConfig(**ddp["config"])
-    assert ddp["id"] == record_id(config, world_size=2) != record_id(config)
+    assert ddp["id"] == run_id(config, world_size=2) != run_id(config)
 
     assert ddp["efficiency"]["world_size"] == 2 and single["efficiency"]["world_size"] == 1
     assert ddp["efficiency"]["effective_train_batch_size"] == 10
@@ -110,8 +111,8 @@ def test_ranks_split_every_global_batch_and_their_losses_average_to_its_mean():
 
 def test_a_sweep_under_torchrun_is_refused_with_the_way_to_scale_it(monkeypatch, tmp_path):
     from freezebench.errors import ConfigError
-    from freezebench.study import parse_study
-    from freezebench.sweep import run_sweep
+    from freezebench.study.config import parse_study
+    from freezebench.study.sweep import run_sweep
 
     study = parse_study({"name": "s", "model": "m", "dataset": "d", "strategies": ["head"],
                          "output_dir": str(tmp_path / "out")})

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from freezebench.dropout import ATTENTION, NumpyDropout, attention, drop, use_numpy_dropout
-from freezebench.model import build_layer_map
+from freezebench.model.dropout import ATTENTION, NumpyDropout, attention, drop, use_numpy_dropout
+from freezebench.model.layer_map import build_layer_map
 from freezebench.strategies import plan_for
 from tests.conftest import build_tiny_model
 

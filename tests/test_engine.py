@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from freezebench.config import RunConfig
-from freezebench.engine import (
-    apply_trainable,
+from freezebench.engine.evaluation import evaluate
+from freezebench.engine.freezing import apply_trainable
+from freezebench.engine.precision import (
     cpu_has_native_bf16,
-    evaluate,
     resolve_precision,
     store_frozen_weights_for_autocast,
 )
 from freezebench.errors import TrainingError
-from freezebench.model import StagedForward
+from freezebench.model.staged import StagedForward
 from freezebench.pipeline import prepare
 
 

@@ -26,13 +26,14 @@ from transformers import (
     BertForSequenceClassification,
 )
 
-from freezebench.batching import batch_order
 from freezebench.config import RunConfig
+from freezebench.engine.batching import batch_order
 from freezebench.errors import TrainingError
-from freezebench.pipeline import record_id, run
+from freezebench.pipeline import run
+from freezebench.record import run_id
 from freezebench.results import runs_dir, scan_records
-from freezebench.study import expand, parse_study
-from freezebench.sweep import run_sweep
+from freezebench.study.config import expand, parse_study
+from freezebench.study.sweep import run_sweep
 
 RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
           "per_device_eval_batch_size": 8, "max_length": 32}
@@ -58,7 +59,7 @@ def child_env(hf_cache: Path, **extra: str) -> dict[str, str]:
 def write_study(tmp_path: Path, values: dict) -> tuple[Path, list[str]]:
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(values))
-    return path, [record_id(c) for c in expand(parse_study(values))]
+    return path, [run_id(c) for c in expand(parse_study(values))]
 
 
 def snapshot(out: Path) -> dict[str, tuple[int, bytes]]:
@@ -66,13 +67,18 @@ def snapshot(out: Path) -> dict[str, tuple[int, bytes]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs_dir(out).glob("*.json")}
 
 
+def stored(out) -> list[dict]:
+    """The readable records of ``out`` as stored (JSON)."""
+    return [record.to_json() for record in scan_records(out)[0]]
+
+
 def check_visible_records(out: Path, planned: list[str], kept: dict[str, tuple[int, bytes]]):
     """Every visible record parses, is planned and completed; no file was moved aside as corrupt;
     records seen before are byte-identical; anything else in runs/ is a hidden temp file."""
     records, bad = scan_records(out)
     assert bad == []
-    assert {r["id"] for r in records} <= set(planned)
-    assert {r["status"] for r in records} <= {"completed"}
+    assert {r.id for r in records} <= set(planned)
+    assert all(r.completed for r in records)
     for path in runs_dir(out).iterdir() if runs_dir(out).is_dir() else []:
         assert path.suffix == ".json" or TEMP_FILE.match(path.name), path.name
     now = snapshot(out)
@@ -128,13 +134,15 @@ def test_sigkill_at_random_moments_then_resume_keeps_every_run_exactly_once(
 
 
 _WRITER = """
-import json, sys
+import sys
+from freezebench.config import RunConfig
+from freezebench.record import new_record
 from freezebench.results import save_record
-out, n = sys.argv[1], 0
+out, n, base = sys.argv[1], 0, new_record(RunConfig())
 while True:  # rewrite records of ~2 MB as fast as possible until killed
     n += 1
-    record = {"id": f"run-{n % 3}", "status": "completed", "config": {}, "n": n,
-              "padding": "x" * 2_000_000}
+    record = base.model_copy(update={"id": f"run-{n % 3}",
+                                     "config": {"n": n, "padding": "x" * 2_000_000}})
     save_record(out, record)
     print(n, flush=True)
 """
@@ -154,8 +162,8 @@ def test_sigkill_during_record_writes_never_shows_a_partial_record(tmp_path):
         writer.stdout.close()
         records, bad = scan_records(out)
         assert bad == [], bad
-        assert {r["id"] for r in records} <= {"run-0", "run-1", "run-2"}
-        assert all(len(r["padding"]) == 2_000_000 for r in records)
+        assert {r.id for r in records} <= {"run-0", "run-1", "run-2"}
+        assert all(len(r.config["padding"]) == 2_000_000 for r in records)
     leftovers = [p.name for p in runs_dir(out).iterdir() if p.suffix != ".json"]
     assert all(TEMP_FILE.match(name) for name in leftovers)
 
@@ -183,7 +191,7 @@ def test_ctrl_c_records_the_current_run_as_cancelled_and_resume_redoes_it(
     assert sweep.returncode == 130
     assert "Sweep interrupted after 0 of 2 runs; run the same command again" in stderr
     assert "Traceback" not in stderr
-    [record] = scan_records(values["output_dir"])[0]
+    [record] = stored(values["output_dir"])
     assert record["id"] == planned[0] and record["status"] == "cancelled"
     assert record["error"] == {"type": "KeyboardInterrupt", "message": "Interrupted by the user."}
 
@@ -191,7 +199,7 @@ def test_ctrl_c_records_the_current_run_as_cancelled_and_resume_redoes_it(
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "2 runs planned: 0 already completed" in again.stdout
-    assert [r["status"] for r in scan_records(values["output_dir"])[0]] == ["completed"] * 2
+    assert [r["status"] for r in stored(values["output_dir"])] == ["completed"] * 2
 
 
 # ------------------------------------------------------------------------------ out of memory
@@ -246,7 +254,7 @@ def test_cpu_out_of_memory_fails_the_run_with_advice_and_the_sweep_goes_on(
                             text=True, timeout=300)
     assert result.returncode == 1, result.stderr  # 1: a run failed, the sweep itself finished
     assert "Traceback" not in result.stderr
-    records = {r["id"]: r for r in scan_records(values["output_dir"])[0]}
+    records = {r["id"]: r for r in stored(values["output_dir"])}
     failed, done = records[planned[0]], records[planned[1]]
     assert failed["config"]["model"] == wide and failed["status"] == "failed"
     assert failed["error"]["type"] == "OutOfMemoryError"

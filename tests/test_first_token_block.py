@@ -10,11 +10,12 @@ from peft import LoraConfig, inject_adapter_in_model
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from freezebench.batching import Batch, Packing, forward_logits
-from freezebench.dropout import use_numpy_dropout
-from freezebench.first_token import FirstTokens
-from freezebench.measure import UnitCost, train_flops
-from freezebench.model import StagedForward, build_layer_map, computes_first_token_only
+from freezebench.engine.batching import Batch, Packing, forward_logits
+from freezebench.measure.flops import UnitCost, train_flops
+from freezebench.model.dropout import use_numpy_dropout
+from freezebench.model.first_token import FirstTokens
+from freezebench.model.layer_map import build_layer_map
+from freezebench.model.staged import StagedForward, computes_first_token_only
 
 from .conftest import build_tiny_model
 

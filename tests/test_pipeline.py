@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from freezebench.cache import shared_store
 from freezebench.config import RunConfig
+from freezebench.engine.prefix_cache import shared_store
 from freezebench.errors import DataError, StrategyError
-from freezebench.model import StagedForward, build_layer_map
+from freezebench.model.layer_map import build_layer_map
+from freezebench.model.staged import StagedForward
 from freezebench.pipeline import run
 from freezebench.results import read_records
 from freezebench.saving import load_finetuned
@@ -44,8 +45,10 @@ def test_record_holds_every_promised_field(tiny_model_dirs, sentiment_folder, tm
     record = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path,
                          strategy="bottom", strategy_params={"k": 2}))
     assert "trainable params:" in capsys.readouterr().out
-    [saved] = read_records(tmp_path / "out")
-    assert saved == json.loads(json.dumps(record))
+    [stored] = read_records(tmp_path / "out")
+    assert stored == record
+    saved = json.loads((tmp_path / "out" / "runs" / f"{record.id}.json").read_text())
+    assert saved["schema_version"] == 2
     assert saved["status"] == "completed" and saved["error"] is None
     assert saved["strategy_label"] == "bottom(k=2)"
     for split in ("validation", "test"):
@@ -73,16 +76,16 @@ def test_cache_gives_the_same_metrics_as_no_cache(tiny_model_dirs, sentiment_fol
     cached = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "a", **common))
     plain = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "b",
                         use_cache=False, **common))
-    assert cached["efficiency"]["cache_build_seconds"] > 0
-    assert plain["efficiency"]["cache_build_seconds"] == 0
+    assert cached.efficiency.cache_build_seconds > 0
+    assert plain.efficiency.cache_build_seconds == 0
     for split in ("validation", "test"):
-        a, b = cached["metrics"][split], plain["metrics"][split]
-        assert a["accuracy"] == b["accuracy"] and a["f1"] == b["f1"]
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        a, b = getattr(cached.metrics, split), getattr(plain.metrics, split)
+        assert a.accuracy == b.accuracy and a.f1 == b.f1
+        assert a.loss == pytest.approx(b.loss, rel=1e-4)
     again = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "c", **common))
-    assert again["efficiency"]["cache_hit"] is True
-    assert again["efficiency"]["cache_build_seconds"] == 0
-    assert again["metrics"]["test"] == cached["metrics"]["test"]
+    assert again.efficiency.cache_hit is True
+    assert again.efficiency.cache_build_seconds == 0
+    assert again.metrics.test == cached.metrics.test
 
 
 def test_deeper_boundary_builds_from_shallower(tiny_model_dirs, sentiment_folder, tmp_path):
@@ -93,9 +96,9 @@ def test_deeper_boundary_builds_from_shallower(tiny_model_dirs, sentiment_folder
                        strategy="bottom", strategy_params={"k": 3}))
     reference = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / "c",
                             strategy="bottom", strategy_params={"k": 3}, use_cache=False))
-    assert not shallow["efficiency"]["cache_hit"] and not deep["efficiency"]["cache_hit"]
-    assert deep["metrics"]["test"]["accuracy"] == reference["metrics"]["test"]["accuracy"]
-    assert deep["metrics"]["test"]["loss"] == pytest.approx(reference["metrics"]["test"]["loss"],
+    assert not shallow.efficiency.cache_hit and not deep.efficiency.cache_hit
+    assert deep.metrics.test.accuracy == reference.metrics.test.accuracy
+    assert deep.metrics.test.loss == pytest.approx(reference.metrics.test.loss,
                                                             rel=1e-4)
 
 
@@ -104,10 +107,10 @@ def test_same_config_same_metrics(tiny_model_dirs, sentiment_folder, tmp_path):
                         strategy="full", seed=3))
     second = run(_config(tiny_model_dirs["distilbert"], sentiment_folder, tmp_path / "b",
                          strategy="full", seed=3))
-    assert first["id"] == second["id"]
-    assert first["metrics"] == second["metrics"]
-    assert [h["train_loss"] for h in first["history"]] == \
-        [h["train_loss"] for h in second["history"]]
+    assert first.id == second.id
+    assert first.metrics == second.metrics
+    assert [h.train_loss for h in first.history] == \
+        [h.train_loss for h in second.history]
 
 
 @pytest.mark.parametrize("choice,used", [("auto", "numpy"), ("torch", "torch")])
@@ -115,9 +118,9 @@ def test_the_record_names_who_drew_dropout_masks_and_each_choice_is_reproducible
         tiny_model_dirs, sentiment_folder, tmp_path, choice, used):
     runs = [run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path / side,
                         strategy="bitfit", dropout_masks=choice, seed=4)) for side in "ab"]
-    assert {r["efficiency"]["dropout_masks"] for r in runs} == {used}
-    assert runs[0]["metrics"] == runs[1]["metrics"]
-    assert runs[0]["history"][-1]["train_loss"] == runs[1]["history"][-1]["train_loss"]
+    assert {r.efficiency.dropout_masks for r in runs} == {used}
+    assert runs[0].metrics == runs[1].metrics
+    assert runs[0].history[-1].train_loss == runs[1].history[-1].train_loss
 
 
 def test_failed_run_leaves_a_failed_record(tiny_model_dirs, sentiment_folder, tmp_path):
@@ -126,8 +129,8 @@ def test_failed_run_leaves_a_failed_record(tiny_model_dirs, sentiment_folder, tm
     with pytest.raises(StrategyError, match="k=99"):
         run(config)
     [record] = read_records(tmp_path / "out")
-    assert record["status"] == "failed"
-    assert "k=99" in record["error"]["message"]
+    assert record.status == "failed"
+    assert "k=99" in record.error.message
 
 
 def test_bad_data_fails_before_training(tiny_model_dirs, tmp_path):
@@ -144,7 +147,7 @@ def test_saved_model_loads_back_with_the_same_predictions(
     record = run(_config(tiny_model_dirs["roberta"], sentiment_folder, tmp_path,
                          strategy=strategy, strategy_params=params, save_model=True,
                          num_train_epochs=1))
-    folder = tmp_path / "out" / "models" / record["id"]
+    folder = tmp_path / "out" / "models" / record.id
     assert (folder / "model.safetensors").exists() == whole
     assert (folder / "trained.safetensors").exists() == (not whole)
     model, loaded_tokenizer = load_finetuned(folder)

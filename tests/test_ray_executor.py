@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 
 from freezebench.cli import app
 from freezebench.errors import ConfigError
-from freezebench.pipeline import record_id
+from freezebench.record import RunRecord, run_id
 from freezebench.results import runs_dir, scan_records
-from freezebench.study import expand, parse_study
-from freezebench.sweep import get_executor, run_sweep
+from freezebench.study.config import expand, parse_study
+from freezebench.study.executors import get_executor
+from freezebench.study.sweep import run_sweep
 
 # fp32: where the CPU has native bf16, "auto" picks bf16, whose sums differ between a trial's one
 # thread and this process's two by more than the comparison below allows.
@@ -38,7 +39,7 @@ RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_bat
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for this module, started the way the executor starts one."""
-    from freezebench.ray_executor import RayOptions, connected, require_ray
+    from freezebench.study.ray_executor import RayOptions, connected, require_ray
 
     require_ray(local=True)
     with connected(RayOptions(num_cpus=2)):
@@ -54,7 +55,7 @@ def values(tiny_model_dirs, sentiment_folder, tmp_path) -> dict:
 def by_id(output_dir) -> dict[str, dict]:
     records, bad = scan_records(output_dir)
     assert bad == []
-    return {r["id"]: r for r in records}
+    return {r.id: r.to_json() for r in records}
 
 
 def test_a_local_ray_instance_listens_on_loopback_only_without_dashboard(local_ray):
@@ -81,13 +82,13 @@ def test_ray_sweep_writes_the_records_of_the_local_sweep(local_ray, values, tmp_
                             executor=get_executor("ray", max_concurrent_runs=2))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
 
-    ids = [record_id(c) for c in expand(study.model_copy(update={"output_dir": "x"}))]
+    ids = [run_id(c) for c in expand(study.model_copy(update={"output_dir": "x"}))]
     assert (ray_summary.completed, ray_summary.failed) == (local.completed, local.failed) == (3, 1)
     assert sorted(line.split()[1] for line in lines) == sorted(ids)  # on_result once per run
     on_local, on_ray = by_id(tmp_path / "local"), by_id(tmp_path / "ray")
     assert sorted(on_local) == sorted(on_ray) == sorted(ids)
-    for run_id, mine in on_ray.items():
-        theirs = on_local[run_id]
+    for rid, mine in on_ray.items():
+        theirs = on_local[rid]
         assert mine["status"] == theirs["status"]
         assert ({k: v for k, v in mine["config"].items() if k not in ("output_dir", "cache_dir")}
                 == {k: v for k, v in theirs["config"].items()
@@ -99,7 +100,7 @@ def test_ray_sweep_writes_the_records_of_the_local_sweep(local_ray, values, tmp_
                     theirs["metrics"]["test"][key], rel=1e-5, abs=1e-6)
         else:  # a user mistake fails the same way every time: recorded once, not retried
             assert mine["error"]["type"] == theirs["error"]["type"] == "StrategyError"
-            trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{run_id}"))
+            trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{rid}"))
             assert not (trial_dir / "error.txt").exists()
 
 
@@ -109,7 +110,7 @@ def test_second_trial_on_a_node_reads_the_prefix_cache_the_first_built(local_ray
     cache = tmp_path / "node-cache"
     executor = get_executor("ray", max_concurrent_runs=1, cache_dir=str(cache))
     run_sweep(study, output_dir=tmp_path / "out", executor=executor, progress=False)
-    first, second = (by_id(tmp_path / "out")[record_id(c)]["efficiency"] for c in expand(
+    first, second = (by_id(tmp_path / "out")[run_id(c)]["efficiency"] for c in expand(
         study.model_copy(update={"output_dir": str(tmp_path / "out")})))
     assert first["cache_hit"] is False and first["cache_build_seconds"] > 0
     assert second["cache_hit"] is True and second["cache_build_seconds"] == 0.0
@@ -153,7 +154,7 @@ def _runs_torch(process: psutil.Process) -> bool:
 def sweep_with_killer(study, output_dir, attempts: set[int]) -> tuple[dict, TrialKiller]:
     killer = TrialKiller(attempts)
     killer.start()
-    seen: list[dict] = []
+    seen: list[RunRecord] = []
     executor = get_executor("ray", max_retries=1)
     try:
         executor.execute(expand(study.model_copy(update={"output_dir": str(output_dir)})),
@@ -162,7 +163,7 @@ def sweep_with_killer(study, output_dir, attempts: set[int]) -> tuple[dict, Tria
         killer.done.set()
         killer.join()
     assert len(seen) == 1  # one on_result per run, however many attempts
-    return seen[0], killer
+    return seen[0].to_json(), killer
 
 
 def test_a_crashed_trial_is_retried_and_one_that_keeps_crashing_is_recorded(local_ray, values,
@@ -190,7 +191,7 @@ def test_an_interrupted_ray_sweep_resumes_its_experiment_without_rerunning(value
     study_values = {**values, "strategies": ["full", "head"], "output_dir": str(out)}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study_values))
-    ids = [record_id(c) for c in expand(parse_study(study_values))]
+    ids = [run_id(c) for c in expand(parse_study(study_values))]
     command = [sys.executable, "-m", "freezebench", "sweep", "--config", str(path),
                "--executor", "ray", "--max-concurrent-runs", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

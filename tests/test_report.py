@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from freezebench.errors import FreezebenchError
-from freezebench.formatting import quantity_text, saving_words
-from freezebench.report import compare_table, summary_table, write_report
+from freezebench.report.document import compare_table, summary_table, write_report
+from freezebench.report.formatting import quantity_text, saving_words
 
 from .fixtures.records import build
 
@@ -55,12 +55,15 @@ def test_html_is_self_contained(report):
 def test_report_answers_the_three_questions_with_numbers(report):
     _, markdown, _ = report
     answers = markdown.split("## The answers")[1].split("## Results per strategy")[0]
-    assert ("- **bottom(k=4)**: \u22120.5 F1 points (\u22120.6 %), 1.5\u00d7 faster training"
-            in answers)
-    assert "Recommended: bottom(k=4)." in answers
-    assert "Runners-up: bottom(k=2)" in answers
-    assert re.search(r"\n\nYes \(F1 within 1 F1 point of full fine-tuning and training time cut "
-                     r"by at least 30 %\): bottom\(k=4\) cuts training time by 34 %", answers)
+    assert "Decision metric: test macro-F1." in answers
+    assert ("- **bottom(k=4)**: \u22120.5 points, 95 % CI [\u22121.2, +0.2] over 3 paired seeds "
+            "(acceptable not established; about 4 seeds would establish it at the observed "
+            "spread), 1.5\u00d7 faster" in answers.replace("\\[", "[").replace("\\]", "]"))
+    assert "Recommended: bottom(k=2)." in answers  # the only established one: CI [-0.6, +0.4]
+    assert "bootstrap resamples of the seeds" in answers
+    assert re.search(r"\n\nNot established \(macro-F1 established within 1 point of full "
+                     r"fine-tuning by its 95 % interval, and training time \(standalone\) cut "
+                     r"by at least 30 %\)\. bottom\(k=4\) cuts training time by 34 %", answers)
     # the answers come first, as a decision maker reads top-down
     assert markdown.index("## The answers") < markdown.index("## Results per strategy")
 
@@ -69,13 +72,14 @@ def test_main_table_holds_every_measure(report):
     _, markdown, _ = report
     lines = markdown.splitlines()
     header = next(line for line in lines if line.startswith("| Strategy | Trainable"))
-    for column in ["Trainable params", "Test F1 (%)", "Test accuracy (%)", "ΔF1 vs full",
-                   "Training time", "Speed-up", "Train samples/s", "Peak memory",
-                   "Training FLOPs", "Cost (USD)"]:
+    for column in ["Trainable params", "Test macro-F1 (%)", "Test accuracy (%)", "Test F1 (%)",
+                   "Δmacro-F1 vs full, 95 % CI", "Training time (standalone)",
+                   "Speed-up standalone", "Speed-up in study", "Peak memory",
+                   "Training FLOPs (standalone)", "Cost (USD, standalone)", "Collapsed runs"]:
         assert column in header
     k4 = next(line for line in lines if line.startswith("| bottom(k=4) | 57.3 M"))
-    for cell in ["85.0 ± 0.2 (n=3)", "\u22120.5 ± 0.3 pts (\u22120.6 %)", "121 s", "1.52×",
-                 "3,650 MB (30 % less)", "493 TFLOP (28 % fewer)"]:
+    for cell in ["85.2 ± 0.2 (n=3)", "\u22120.5 \\[\u22121.2, +0.2\\] pts", "121 s", "1.52× ± 0.01",
+                 "3,650 MB (30 % less)", "493 TFLOP (28 % fewer)", "0 of 3"]:
         assert cell in k4
 
 
@@ -84,18 +88,18 @@ def test_setup_measurement_and_caveats_come_from_the_records(report):
     assert "examples per split: train 8,530, validation 1,066, test 1,066" in markdown
     assert "3 epoch(s), batch size 16" in markdown
     assert "NVIDIA T4 (cuda), precision fp32, dropout masks drawn by torch" in markdown
-    assert "measured wall time, training steps only" in markdown
-    assert re.search(r"the builds took head \d+ s in total", markdown)  # cache build stated
     cached = [r for r in build.study_records() if r["status"] == "completed"
-              and r["efficiency"]["cache_build_seconds"] > 0]
+              and r["efficiency"]["prefix_builds"]]
     completed = [r for r in build.study_records() if r["status"] == "completed"]
     assert 0 < len(cached) < len(completed)
-    assert (f"{len(cached)} of the {len(completed)} runs read their frozen layers' outputs from "
-            "the frozen-prefix cache") in markdown
-    assert "| full | 2e-05, 5e-05, 0.0001 (no completed run) | s1: 2e-05, s2: 2e-05, s3: 2e-05 |" \
-        in markdown
+    assert (f"{len(cached)} of the {len(completed)} runs trained on cached frozen-layer "
+            "states") in markdown
+    assert "| full | 2e-05, 5e-05 | 2 | 2e-05 | 1, 2, 3 |" in markdown
+    for topic in ["Decision metric", "Learning rate", "Uncertainty", "Cost view", "Memory",
+                  "FLOPs", "Frozen layers", "Batches"]:
+        assert f"**{topic}**" in markdown.split("## How it was measured")[1]
     caveats = markdown.split("## Caveats")[1]
-    for topic in ["Fixed recipe", "Hardware", "Seeds", "Dataset size", "Scope"]:
+    for topic in ["Fixed recipe", "Hardware", "Seeds", "Learning-rate grid", "Scope"]:
         assert f"**{topic}**" in caveats
 
 
@@ -117,22 +121,45 @@ def test_every_figure_is_a_png(report):
 
 
 def test_output_dir_and_thresholds_are_honoured(results, tmp_path):
-    paths = write_report(results, output_dir=tmp_path / "out", tolerance_points=0.3)
+    paths = write_report(results, output_dir=tmp_path / "out", tolerance_points=2.0,
+                         metric="accuracy", cost_view="study")
     markdown = paths.markdown.read_text(encoding="utf-8")
     assert paths.markdown.parent == tmp_path / "out"
     assert (tmp_path / "out" / "report_files" / "pareto-time.png").is_file()
-    assert "Recommended: bottom(k=2)." in markdown
-    assert "\n\nNo, not with the thresholds used" in markdown
+    assert "Decision metric: test accuracy." in markdown
+    assert "Recommended: bottom(k=4)." in markdown  # CI [-1.2, +0.2] now within 2 points
+    summary = json.loads(paths.summary.read_text())
+    assert (summary["metric"], summary["cost_view"], summary["tolerance_points"]) == (
+        "accuracy", "study", 2.0)
 
 
-def test_summary_table_for_the_cli(results):
-    table = summary_table(results).set_index("Strategy")
+def test_summary_table_for_the_cli(report):
+    table = summary_table(report[0].findings).set_index("Strategy")
     assert list(table.index) == ["full", "bottom(k=2)", "bottom(k=4)", "lora", "bitfit", "head"]
-    assert table.loc["full", "Test F1 (%)"] == "85.5 ± 0.5 (n=3)"
-    assert table.loc["full", "ΔF1 vs full"] == "baseline"
-    assert table.loc["bottom(k=4)", "Speed-up"] == "1.52×"
-    assert table.loc["head", "Trainable params"] == "1,538 (0.0014 %)"
-    assert summary_table(build.study_records()).equals(summary_table(results))
+    assert table.loc["full", "Test macro-F1 (%)"] == "85.7 ± 0.5 (n=3)"
+    assert table.loc["full", "Δmacro-F1 vs full, 95 % CI"] == "baseline"
+    assert table.loc["bottom(k=4)", "Speed-up standalone"] == "1.52× ± 0.01"
+    assert table.loc["head", "Speed-up standalone"] == "2.79× ± 0.07"  # its cache build counted
+
+
+def test_summary_json_holds_the_numbers_the_answers_come_from(report):
+    summary = json.loads(report[0].summary.read_text())
+    assert (summary["metric"], summary["tolerance_points"], summary["substantial_saving"]) == (
+        "f1_macro", 1.0, 0.3)
+    assert summary["baselines"]["f1"]["per_class"]["pos"] == pytest.approx(2 / 3)
+    assert summary["baselines"]["accuracy"]["majority"] == 0.5
+    by_label = {s["label"]: s for s in summary["strategies"]}
+    k4 = by_label["bottom(k=4)"]
+    assert k4["n_seeds"] == 3 and k4["learning_rate"] == 2e-5
+    assert k4["test"]["mean"] == pytest.approx((0.848 + 0.850 + 0.852) / 3 + 0.002)
+    low, high = k4["delta_vs_full"]["ci95"]
+    assert low < k4["delta_vs_full"]["mean"] < high
+    assert k4["speedup"]["standalone"] == pytest.approx(1.52, abs=0.01)
+    assert set(k4["train_flops"]) == {"standalone", "study"}
+    assert k4["peak_memory_bytes"] == pytest.approx(3650 * 2**20, rel=1e-6)
+    assert k4["collapsed_runs"] == 0
+    assert summary["recommendation"]["label"] == "bottom(k=2)"
+    assert 0 < summary["recommendation"]["stability"] <= 1
 
 
 def test_compare_table_puts_folders_side_by_side(results, tmp_path):
@@ -144,12 +171,12 @@ def test_compare_table_puts_folders_side_by_side(results, tmp_path):
     ])
     table = compare_table([results, other]).set_index("Strategy")
     left, right = f"{results.name} (bert-base-cased)", "distil (distilbert-base-uncased)"
-    assert list(table.columns) == [f"{name}: {what}" for name in (left, right)
-                                   for what in ("test F1 (%)", "training time", "speed-up")]
-    assert table.loc["head", f"{right}: test F1 (%)"] == "70.0 (n=1)"
-    assert table.loc["head", f"{right}: speed-up"] == "3.00×"
-    assert table.loc["top(k=2)", f"{left}: test F1 (%)"] == "–"
-    assert table.loc["bottom(k=4)", f"{left}: training time"] == "121 s"
+    what = ("test macro-F1 (%)", "training time (standalone)", "speed-up (standalone)")
+    assert list(table.columns) == [f"{name}: {w}" for name in (left, right) for w in what]
+    assert table.loc["head", f"{right}: test macro-F1 (%)"] == "70.2 (n=1)"
+    assert table.loc["head", f"{right}: speed-up (standalone)"] == "3.00×"
+    assert table.loc["top(k=2)", f"{left}: test macro-F1 (%)"] == "–"
+    assert table.loc["bottom(k=4)", f"{left}: training time (standalone)"] == "121 s"
 
 
 def test_a_folder_without_records_is_a_clear_error(tmp_path):
@@ -172,7 +199,7 @@ def test_without_full_the_report_gives_absolute_numbers(tmp_path):
     paths = write_report(tmp_path)
     markdown = paths.markdown.read_text(encoding="utf-8")
     assert "There are no completed `full` runs" in markdown
-    assert "ΔF1 vs full" not in markdown and "Speed-up" not in markdown
+    assert "vs full" not in markdown and "Speed-up standalone" not in markdown
     assert "Cannot be answered without completed 'full' runs" in markdown
     # no bottom(k) strategy and a single epoch: those two figures are left out
     names = {p.name for p in paths.figures}
@@ -193,10 +220,9 @@ def test_unreadable_files_and_odd_labels_are_shown_safely(tmp_path):
 
 
 def test_record_with_missing_sections_still_reports(tmp_path):
-    sparse = build.make_record("full")
-    for key in ("history", "env"):
+    sparse = build.make_record("full")  # blocks a record may lack (null, or no history)
+    for key in ("history", "env", "params"):
         sparse.pop(key)
-    sparse["efficiency"] = {"train_seconds": 50.0}
     build.write_records(tmp_path, [sparse])
     markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
     assert "not recorded" in markdown
@@ -219,7 +245,7 @@ def test_two_datasets_get_a_section_each(tmp_path):
     names = {p.name for p in paths.figures}
     assert {"bert-base-cased-imdb-pareto-time.png",
             "bert-base-cased-rotten_tomatoes-pareto-time.png"} <= names
-    table = summary_table(tmp_path)
+    table = summary_table(paths.findings)
     assert list(table.columns[:3]) == ["Model", "Dataset", "Strategy"]
     assert len(table) == 4
 
@@ -230,7 +256,7 @@ def test_quality_definition_and_mixed_recipes_are_stated(tmp_path):
         build.make_record("full", seed=2, loss=(0.4,)),
     ])
     markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
-    assert "F1 of the positive class ('pos')" in markdown
+    assert "Decision metric: test macro-F1" in markdown
     assert "**Mixed settings**: the runs differ in num_train_epochs (3, 1)" in markdown
 
 

@@ -15,8 +15,9 @@ import yaml
 
 import freezebench
 from freezebench.config import RunConfig
-from freezebench.data import load_task_data
-from freezebench.pipeline import record_id, run
+from freezebench.data.loading import load_task_data
+from freezebench.pipeline import run
+from freezebench.record import run_id
 
 from .conftest import REPO_ROOT
 
@@ -31,12 +32,12 @@ def test_a_record_holds_what_reproduces_its_run(tiny_model_dirs, sentiment_folde
                        output_dir=str(tmp_path / "a"), strategy="bottom", strategy_params={"k": 1},
                        learning_rate=5e-3, per_device_train_batch_size=8, num_train_epochs=2,
                        max_train_samples=24, seed=7, disable_tqdm=True)
-    record = run(config)
+    record = run(config).to_json()
 
     # the resolved config: every field, and it rebuilds the same run
     assert set(record["config"]) == set(RunConfig.model_fields)
     assert record["config"] == config.model_dump(mode="json")
-    assert record_id(RunConfig(**record["config"])) == record["id"]
+    assert run_id(RunConfig(**record["config"])) == record["id"]
     # versions of the code and libraries that ran
     env = record["env"]
     for package in ("torch", "transformers", "datasets", "tokenizers", "numpy", "scikit-learn"):

@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from freezebench.cache import CachedStates, PrefixCacheStore
+from freezebench.config import RunConfig
+from freezebench.engine.prefix_cache import CachedStates, PrefixCacheStore
 from freezebench.errors import FreezebenchError, ModelError
-from freezebench.model import load_model, load_tokenizer
-from freezebench.report import write_report
-from freezebench.results import record_path, run_id
-from freezebench.study import parse_study
-from freezebench.sweep import run_sweep
+from freezebench.model.loading import load_model, load_tokenizer
+from freezebench.record import run_id
+from freezebench.report.document import write_report
+from freezebench.results import record_path
+from freezebench.study.config import parse_study
+from freezebench.study.sweep import run_sweep
 
 
 def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -36,8 +38,9 @@ def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def test_run_ids_and_record_paths_cannot_name_a_folder():
-    label = "custom(patterns=../../../etc/*,/abs/x)"
-    rid = run_id(label, 1e-3, 1, "0123456789ab")
+    config = RunConfig(strategy="custom", learning_rate=1e-3, seed=1,
+                       strategy_params={"patterns": ["../../../etc/*", "/abs/x"]})
+    rid = run_id(config)
     assert "/" not in rid and "\\" not in rid and not rid.startswith(".")
     assert record_path("out", rid).parent == Path("out", "runs")
     for bad in ("../escape", "a/b", "/abs", ".hidden", "x\\y"):
@@ -172,7 +175,7 @@ def test_remote_code_runs_only_with_the_flag_and_a_pinned_revision(tiny_model_di
     script = textwrap.dedent(f"""
         import sys
         from freezebench.errors import ModelError
-        from freezebench.model import load_model, load_tokenizer
+        from freezebench.model.loading import load_model, load_tokenizer
         for name, flags in [("model, no flag", {{}}),
                             ("tokenizer, flag without revision", {{"trust_remote_code": True}}),
                             ("model, flag without revision", {{"trust_remote_code": True}})]:

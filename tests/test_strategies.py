@@ -7,9 +7,13 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from freezebench.config import RunConfig
-from freezebench.engine import Recipe, apply_trainable, train
+from freezebench.engine.evaluation import evaluate
+from freezebench.engine.freezing import apply_trainable
+from freezebench.engine.training import Recipe, train
 from freezebench.errors import StrategyError
-from freezebench.model import StagedForward, build_layer_map
+from freezebench.measure.quality import classification_metrics
+from freezebench.model.layer_map import build_layer_map
+from freezebench.model.staged import StagedForward
 from freezebench.pipeline import prepare
 from freezebench.strategies import STRATEGIES, plan_for, strategy_label
 
@@ -82,11 +86,18 @@ def _prepared(tiny_model_dirs, sentiment_folder, architecture: str, strategy: st
 def _train(prepared, config):
     model, layer_map, plan = prepared.model, prepared.layer_map, prepared.plan
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
-    recipe = Recipe(**{f: getattr(config, f) for f in Recipe.__dataclass_fields__})
-    return train(model=model, staged=StagedForward(model, layer_map), layer_map=layer_map,
-                 plan=plan, inputs=prepared.inputs["train"], recipe=recipe,
+    staged = StagedForward(model, layer_map)
+
+    def validation(epoch: int):
+        result = evaluate(model, staged, prepared.inputs["validation"], boundary=0,
+                          batch_size=64, device=torch.device("cpu"), precision="fp32")
+        return classification_metrics(result.logits, result.labels, prepared.task.label_names,
+                                      result.loss)
+
+    return train(model=model, staged=staged, layer_map=layer_map,
+                 plan=plan, inputs=prepared.inputs["train"], recipe=Recipe.from_config(config),
                  device=torch.device("cpu"), precision="fp32", boundary=boundary,
-                 on_epoch_end=lambda epoch: {})
+                 on_epoch_end=validation)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

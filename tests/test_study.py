@@ -9,7 +9,7 @@ import yaml
 
 from freezebench.errors import ConfigError
 from freezebench.strategies import strategy_label
-from freezebench.study import StrategyEntry, expand, load_study, parse_study, resolve_alias
+from freezebench.study.config import StrategyEntry, expand, load_study, parse_study, resolve_alias
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,14 +10,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from freezebench import executors
 from freezebench.cli import app
 from freezebench.errors import ConfigError
-from freezebench.executors import LocalExecutor
-from freezebench.pipeline import record_id
+from freezebench.record import RunError, RunRecord, Status, new_record, run_id
 from freezebench.results import runs_dir, scan_records
-from freezebench.study import expand, load_study, parse_study
-from freezebench.sweep import STUDY_FILE, get_executor, run_sweep, write_study
+from freezebench.study import executors
+from freezebench.study.config import expand, load_study, parse_study
+from freezebench.study.executors import LocalExecutor, get_executor
+from freezebench.study.sweep import STUDY_FILE, run_sweep, write_study
 
 RECIPE = {"max_train_samples": 16, "max_eval_samples": 12, "per_device_train_batch_size": 8,
           "per_device_eval_batch_size": 8, "max_length": 32}
@@ -32,7 +32,7 @@ def values(tiny_model_dirs, sentiment_folder, tmp_path) -> dict:
 
 
 def planned_ids(study) -> list[str]:
-    return [record_id(c) for c in expand(study)]
+    return [run_id(c) for c in expand(study)]
 
 
 def record_files(output_dir) -> dict[str, int]:
@@ -47,8 +47,8 @@ def test_sweep_writes_each_record_once_and_a_second_sweep_skips_all(values, caps
     summary = run_sweep(study)
     assert (summary.planned, summary.skipped, summary.completed, summary.failed) == (4, 0, 4, 0)
     records, bad = scan_records(study.output_dir)
-    assert bad == [] and sorted(r["id"] for r in records) == sorted(ids)
-    assert {r["status"] for r in records} == {"completed"}
+    assert bad == [] and sorted(r.id for r in records) == sorted(ids)
+    assert {r.status for r in records} == {Status.COMPLETED}
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.split()[1] for line in lines] == ids  # one line per run, in the planned order
     assert all(" completed  test F1 0." in line and line.endswith(" s") for line in lines)
@@ -66,12 +66,12 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(values):
         "full", {"name": "bottom", "params": {"k": [99]}}, "head"]})
     summary = run_sweep(study, progress=False)
     assert (summary.completed, summary.failed) == (2, 1)
-    records = {r["strategy_label"]: r for r in scan_records(study.output_dir)[0]}
-    assert records["bottom(k=99)"]["status"] == "failed"
-    assert records["bottom(k=99)"]["error"]["type"] == "StrategyError"
-    assert "k=99 is out of range" in records["bottom(k=99)"]["error"]["message"]
-    assert summary.failed_ids == [records["bottom(k=99)"]["id"]]
-    assert records["head"]["status"] == "completed"  # the run after the failure still ran
+    records = {r.strategy_label: r for r in scan_records(study.output_dir)[0]}
+    assert records["bottom(k=99)"].status is Status.FAILED
+    assert records["bottom(k=99)"].error.type == "StrategyError"
+    assert "k=99 is out of range" in records["bottom(k=99)"].error.message
+    assert summary.failed_ids == [records["bottom(k=99)"].id]
+    assert records["head"].status is Status.COMPLETED  # the run after the failure still ran
 
     retry = run_sweep(study, progress=False)  # failed runs are retried, completed ones skipped
     assert (retry.skipped, retry.completed, retry.failed) == (2, 0, 1)
@@ -85,7 +85,8 @@ def test_unreadable_records_are_moved_aside_and_their_runs_redone(values, caplog
     text = broken.read_text()
     broken.write_text(text[: len(text) // 2])  # cut short
     other = runs_dir(study.output_dir) / f"{ids[2]}.json"
-    other.write_text(json.dumps({"id": ids[0], "status": "completed", "config": {}}))  # not its
+    first = runs_dir(study.output_dir) / f"{ids[0]}.json"
+    other.write_text(first.read_text())  # a valid record, but not of its run
     assert {b.path.name for b in scan_records(study.output_dir)[1]} == {broken.name, other.name}
     with caplog.at_level(logging.WARNING, logger="freezebench"):
         summary = run_sweep(study, progress=False)
@@ -134,16 +135,16 @@ def test_local_executor_goes_on_after_a_bug_and_stops_on_ctrl_c(values, monkeypa
             raise RuntimeError("a bug")
         if config.strategy == "layernorm":
             raise KeyboardInterrupt
-        return {"id": record_id(config), "status": "completed"}
+        return new_record(config).model_copy(update={"status": Status.COMPLETED})
 
     monkeypatch.setattr(executors, "run_pipeline", fake_run)
-    seen: list[dict] = []
+    seen: list[RunRecord] = []
     with pytest.raises(KeyboardInterrupt):
         LocalExecutor().execute(configs, seen.append)
-    assert [(r["id"], r["status"]) for r in seen] == [
-        (record_id(configs[0]), "completed"), (record_id(configs[1]), "failed"),
-        (record_id(configs[2]), "completed")]
-    assert seen[1]["error"] == {"type": "RuntimeError", "message": "a bug"}
+    assert [(r.id, r.status) for r in seen] == [
+        (run_id(configs[0]), Status.COMPLETED), (run_id(configs[1]), Status.FAILED),
+        (run_id(configs[2]), Status.COMPLETED)]
+    assert seen[1].error == RunError(type="RuntimeError", message="a bug")
 
 
 def test_ctrl_c_stops_the_sweep_with_a_resume_hint(values, monkeypatch, caplog):
@@ -154,7 +155,7 @@ def test_ctrl_c_stops_the_sweep_with_a_resume_hint(values, monkeypatch, caplog):
         started.append(config.strategy)
         if config.strategy == "head":
             raise KeyboardInterrupt
-        return {"id": record_id(config), "status": "completed"}
+        return new_record(config).model_copy(update={"status": Status.COMPLETED})
 
     monkeypatch.setattr(executors, "run_pipeline", fake_run)
     with caplog.at_level(logging.WARNING, logger="freezebench"), pytest.raises(KeyboardInterrupt):

@@ -6,14 +6,17 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from freezebench.cli_options import with_config_options
+from freezebench.config import RunConfig
 from freezebench.errors import FreezebenchError
+from freezebench.record import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what freezing transformer layers costs and saves.")
@@ -21,6 +24,21 @@ ls_app = typer.Typer(no_args_is_help=True, help="List strategies or runs.")
 app.add_typer(ls_app, name="ls")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from freezebench import __version__
+
+        console.print(f"freezebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        ] = False) -> None:
+    """Measure what freezing transformer layers costs and saves."""
 
 
 def main() -> None:
@@ -57,114 +75,71 @@ def _verbose(flag: bool) -> None:
         logging.getLogger("freezebench").setLevel(logging.INFO)
 
 
-Opt = typer.Option
-
-
-@app.command()
-def run(
-    config: Annotated[Path | None, Opt("--config", help="YAML file with run settings.")] = None,
-    model: Annotated[str | None, Opt(help="Hub id or local folder [bert-base-cased].")] = None,
-    dataset: Annotated[str | None, Opt(help="Hub id or local folder/file [rotten_tomatoes].")
-                       ] = None,
-    strategy: Annotated[str | None, Opt(help="Freezing strategy (freezebench ls strategies).")
-                        ] = None,
-    strategy_param: Annotated[list[str] | None, Opt(
-        "--strategy-param", help="Strategy parameter key=value (repeatable).")] = None,
-    learning_rate: Annotated[float | None, Opt()] = None,
-    per_device_train_batch_size: Annotated[int | None, Opt()] = None,
-    per_device_eval_batch_size: Annotated[int | None, Opt()] = None,
-    num_train_epochs: Annotated[int | None, Opt()] = None,
-    weight_decay: Annotated[float | None, Opt()] = None,
-    warmup_ratio: Annotated[float | None, Opt()] = None,
-    seed: Annotated[int | None, Opt()] = None,
-    precision: Annotated[str | None, Opt(help="auto | fp32 | bf16 | fp16")] = None,
-    device: Annotated[str | None, Opt(help="auto | cpu | cuda | cuda:N")] = None,
-    max_train_samples: Annotated[int | None, Opt()] = None,
-    max_eval_samples: Annotated[int | None, Opt()] = None,
-    max_length: Annotated[int | None, Opt()] = None,
-    text_column: Annotated[str | None, Opt()] = None,
-    label_column: Annotated[str | None, Opt()] = None,
-    encoding: Annotated[str | None, Opt(help="Text encoding of csv/json files.")] = None,
-    group_by_length: Annotated[bool | None, Opt(
-        "--group-by-length/--no-group-by-length",
-        help="Batches of similar length (off: random batches, as the Trainer).")] = None,
-    packed_batches: Annotated[bool | None, Opt(
-        "--packed-batches/--no-packed-batches",
-        help="Examples of a training batch share rows, attention kept within each: same "
-             "batches, less padding.")] = None,
-    cache: Annotated[bool | None, Opt("--cache/--no-cache",
-                                         help="Reuse frozen-prefix outputs.")] = None,
-    cache_dir: Annotated[str | None, Opt(help="Folder for the frozen-prefix cache.")] = None,
-    dropout_masks: Annotated[str | None, Opt(
-        help="Who draws dropout masks: auto (numpy on a CPU, torch on a GPU) | torch | numpy.")
-        ] = None,
-    price_per_hour: Annotated[float | None, Opt(help="Device price, USD per hour.")] = None,
-    output_dir: Annotated[str | None, Opt()] = None,
-    save_model: Annotated[bool | None, Opt("--save-model/--no-save-model")] = None,
-    revision: Annotated[str | None, Opt(help="Model revision (commit) to load.")] = None,
-    trust_remote_code: Annotated[bool | None, Opt(
-        "--trust-remote-code", help="Run the model's own code (needs --revision).")] = None,
-    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+def _run(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with run settings; "
+                                                "options given here win.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    **values: Any,
 ) -> None:
     """Fine-tune one model under one freezing strategy and record quality and efficiency."""
     from freezebench.config import parse_key_values, resolve_run_config
-    from freezebench.distributed import is_main_process
+    from freezebench.engine.distributed import is_main_process
     from freezebench.pipeline import run as run_pipeline
+    from freezebench.record import run_id
 
     _verbose(verbose)
-    overrides = {k: v for k, v in locals().items()
-                 if k not in ("config", "strategy_param", "verbose", "cache", "run_pipeline",
-                              "parse_key_values", "resolve_run_config", "is_main_process")}
-    overrides["use_cache"] = cache
-    if strategy_param:
-        overrides["strategy_params"] = parse_key_values(strategy_param, "--strategy-param")
-    resolved = resolve_run_config(config, overrides)
+    if values.get("strategy_params") is not None:
+        values["strategy_params"] = parse_key_values(values["strategy_params"],
+                                                     "--strategy-param")
+    resolved = resolve_run_config(config, values)
     try:
         record = run_pipeline(resolved)
     except KeyboardInterrupt:
-        from freezebench.pipeline import record_id
-
-        err_console.print(f"interrupted: run {record_id(resolved)} is recorded as cancelled; the "
+        err_console.print(f"interrupted: run {run_id(resolved)} is recorded as cancelled; the "
                           "same command runs it again.", style="yellow", highlight=False)
         raise typer.Exit(130) from None
     if is_main_process():  # under torchrun, rank 0 speaks for the run
         _print_run(record)
 
 
-def _print_run(record: dict) -> None:
+app.command("run")(with_config_options(_run, RunConfig))
+
+
+def _print_run(record: RunRecord) -> None:
     from freezebench.results import record_path
 
-    table = Table(title=f"run {record['id']}", show_header=True)
+    table = Table(title=f"run {record.id}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    test, val = record["metrics"]["test"], record["metrics"]["validation"]
-    eff, params = record["efficiency"], record["params"]
+    assert record.metrics and record.efficiency and record.params  # a completed run has them
+    test, val = record.metrics.test, record.metrics.validation
+    eff, params = record.efficiency, record.params
     rows = [
-        ("strategy", record["strategy_label"]),
-        ("trainable params", f"{params['trainable']:,} ({params['trainable_percent']:.2f}%)"),
-        ("validation F1 / accuracy", f"{val['f1']:.4f} / {val['accuracy']:.4f}"),
-        ("test F1 / accuracy", f"{test['f1']:.4f} / {test['accuracy']:.4f}"),
-        ("test loss", f"{test['loss']:.4f}"),
-        ("training time", f"{eff['train_seconds']:.1f} s"),
-        ("prefix cache build", f"{eff['cache_build_seconds']:.1f} s"),
-        ("train samples/s", f"{eff['train_samples_per_second']:.1f}"),
-        ("eval samples/s", f"{eff['eval_samples_per_second']:.1f}"),
-        ("peak memory", f"{eff['peak_memory_mb']:.0f} MB ({eff['memory_kind']})"),
-        ("training FLOPs (naive)", f"{eff['train_flops']:.3g} ({eff['train_flops_naive']:.3g})"),
-        ("cost", f"${eff['cost_usd']:.4f} at ${eff['price_per_hour']}/h"),
+        ("strategy", record.strategy_label),
+        ("trainable params", f"{params.trainable:,} ({params.trainable_percent:.2f}%)"),
+        ("validation F1 / accuracy", f"{val.f1:.4f} / {val.accuracy:.4f}"),
+        ("test F1 / accuracy", f"{test.f1:.4f} / {test.accuracy:.4f}"),
+        ("test loss", f"{test.loss:.4f}"),
+        ("training time", f"{eff.train_seconds:.1f} s"),
+        ("prefix cache build", f"{eff.cache_build_seconds:.1f} s"),
+        ("train samples/s", f"{eff.train_samples_per_second:.1f}"),
+        ("eval samples/s", f"{eff.eval_samples_per_second:.1f}"),
+        ("peak memory", f"{eff.peak_memory_mb:.0f} MB ({eff.memory_kind})"),
+        ("training FLOPs (naive)", f"{eff.train_flops:.3g} ({eff.train_flops_naive:.3g})"),
+        ("cost", f"${eff.cost_usd:.4f} at ${eff.price_per_hour}/h"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
-    console.print(f"record: {record_path(record['config']['output_dir'], record['id'])}")
+    console.print(f"record: {record_path(record.config['output_dir'], record.id)}")
 
 
 @app.command()
 def env() -> None:
     """Show the device, library versions and the offline defaults this machine has."""
-    from freezebench.engine import resolve_device
+    from freezebench.engine.precision import resolve_device
     from freezebench.env import environment
-    from freezebench.model import offline_model_path
+    from freezebench.model.loading import offline_model_path
 
     info = environment(resolve_device("auto"))
     for key, value in info.items():
@@ -194,44 +169,39 @@ def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder."
     records, bad = scan_records(results_dir)
     if not records and not bad:
         raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
-    table = Table(show_header=True)
-    for column in ("id", "status", "strategy", "lr", "seed", "test F1", "train s"):
-        table.add_column(column)
-    for r in records:
-        test = r.get("metrics", {}).get("test", {})
-        eff = r.get("efficiency", {})
-        table.add_row(r["id"], r["status"], r.get("strategy_label", "?"),
-                      f"{r['config'].get('learning_rate', 0):g}", str(r["config"].get("seed")),
-                      f"{test['f1']:.4f}" if "f1" in test else "-",
-                      f"{eff['train_seconds']:.1f}" if "train_seconds" in eff else "-")
-    console.print(table)
+    for record in records:
+        console.print(record.summary_line(), markup=False, highlight=False, soft_wrap=True)
     for item in bad:
         err_console.print(f"[yellow]unreadable record[/] {item.path}: {item.reason}")
 
 
 @app.command()
 def sweep(
-    config: Annotated[Path, Opt("--config", help="Study YAML file (see configs/).")],
-    output_dir: Annotated[str | None, Opt(help="Results folder [the study's output_dir].")] = None,
-    executor: Annotated[str, Opt(
+    config: Annotated[Path, typer.Option("--config", help="Study YAML file (see configs/).")],
+    output_dir: Annotated[str | None, typer.Option(
+        help="Results folder (default: the study's output_dir).")] = None,
+    executor: Annotated[str, typer.Option(
         help="Where runs execute: local (one after another here) | ray (each run a Ray Tune "
              "trial, on a cluster or a local Ray instance; needs freezebench[ray]).")] = "local",
-    ray_address: Annotated[str | None, Opt(
-        help="Ray only: a running cluster (auto, or head-host:6379) [start a local instance on "
-             "the loopback address].")] = None,
-    cpus_per_run: Annotated[float | None, Opt(help="Ray only: CPUs per run [1].")] = None,
-    gpus_per_run: Annotated[float | None, Opt(help="Ray only: GPUs per run, may be a fraction "
-                                                   "[0].")] = None,
-    max_concurrent_runs: Annotated[int | None, Opt(
-        help="Ray only: at most this many runs at once [as many as resources allow].")] = None,
-    max_retries: Annotated[int | None, Opt(
-        help="Ray only: retries of a run that crashes (not of one failing on bad input) [1].")
-                           ] = None,
-    verbose: Annotated[bool, Opt("--verbose", "-v")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray only: a running cluster (auto, or head-host:6379) (default: start a local "
+             "instance on the loopback address).")] = None,
+    cpus_per_run: Annotated[float | None, typer.Option(
+        help="Ray only: CPUs per run (default: 1).")] = None,
+    gpus_per_run: Annotated[float | None, typer.Option(
+        help="Ray only: GPUs per run, may be a fraction (default: 0).")] = None,
+    max_concurrent_runs: Annotated[int | None, typer.Option(
+        help="Ray only: at most this many runs at once (default: as many as resources allow).")
+                                   ] = None,
+    max_retries: Annotated[int | None, typer.Option(
+        help="Ray only: retries of a run that crashes, not of one failing on bad input "
+             "(default: 1).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a study (strategies x parameters x seeds x learning rates); finished runs are skipped."""
-    from freezebench.study import load_study
-    from freezebench.sweep import get_executor, run_sweep
+    from freezebench.study.config import load_study
+    from freezebench.study.executors import get_executor
+    from freezebench.study.sweep import run_sweep
 
     _verbose(verbose)
     options = {"ray_address": ray_address, "cpus_per_run": cpus_per_run,
@@ -250,23 +220,30 @@ def sweep(
 @app.command()
 def report(
     results_dir: Annotated[Path, typer.Argument(help="A results folder written by run or sweep.")],
-    output_dir: Annotated[Path | None, Opt(help="Where report.md/html go [results_dir].")
-                          ] = None,
-    tolerance_points: Annotated[float, Opt(
-        help="Acceptable: within this many F1 points of full fine-tuning.")] = 1.0,
-    substantial_saving: Annotated[float, Opt(
+    output_dir: Annotated[Path | None, typer.Option(
+        help="Where report.md/html go (default: results_dir).")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
+             "study's, else f1_macro).")] = None,
+    cost_view: Annotated[str, typer.Option(
+        help="Cost the answers use: standalone (one run from scratch) | study (cache builds "
+             "shared).")] = "standalone",
+    tolerance_points: Annotated[float, typer.Option(
+        help="Acceptable: the 95 % interval of the difference from full fine-tuning lies above "
+             "minus this many points of the metric.")] = 1.0,
+    substantial_saving: Annotated[float, typer.Option(
         help="Substantial: at least this share of training time saved (0-1).")] = 0.30,
 ) -> None:
-    """Write report.md and a self-contained report.html from the records alone."""
-    from freezebench.report import summary_table, write_report
+    """Write report.md, a self-contained report.html and summary.json from the records alone."""
+    from freezebench.report.document import summary_table, write_report
 
     if not 0 < substantial_saving < 1:
         raise FreezebenchError(
             f"--substantial-saving {substantial_saving} must be between 0 and 1.")
-    paths = write_report(results_dir, output_dir=output_dir, tolerance_points=tolerance_points,
-                         substantial_saving=substantial_saving)
-    _print_frame(summary_table(results_dir), "headline")
-    console.print(f"report: {paths.markdown}\n        {paths.html}")
+    paths = write_report(results_dir, output_dir=output_dir, metric=metric, cost_view=cost_view,
+                         tolerance_points=tolerance_points, substantial_saving=substantial_saving)
+    _print_frame(summary_table(paths.findings), "headline")
+    console.print(f"report: {paths.markdown}\n        {paths.html}\n        {paths.summary}")
 
 
 @app.command()
@@ -274,7 +251,7 @@ def compare(
     results_dirs: Annotated[list[Path], typer.Argument(help="Two or more results folders.")],
 ) -> None:
     """Side-by-side table of several results folders (two models, two machines, ...)."""
-    from freezebench.report import compare_table
+    from freezebench.report.document import compare_table
 
     _print_frame(compare_table(results_dirs), "comparison")
 
@@ -282,16 +259,15 @@ def compare(
 @app.command()
 def export(
     results_dir: Annotated[Path, typer.Argument(help="A results folder.")],
-    to: Annotated[Path, Opt("--to", help="Output file: .csv or .parquet.")],
+    to: Annotated[Path, typer.Option("--to", help="Output file: .csv or .parquet.")],
 ) -> None:
     """Export every record of a results folder as one row each (CSV or Parquet)."""
-    from freezebench.analysis import export_records
-    from freezebench.results import read_records
+    from freezebench.report.export import export_records, load_records
 
-    records = read_records(results_dir)
-    if not records:
+    frame = load_records(results_dir)
+    if frame.empty:
         raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
-    console.print(f"wrote {len(records)} rows to {export_records(records, to)}")
+    console.print(f"wrote {len(frame)} rows to {export_records(frame, to)}")
 
 
 def _print_frame(frame, title: str) -> None:

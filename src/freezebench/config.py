@@ -34,59 +34,75 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     # what to fine-tune on what
-    model: str = DEFAULT_MODEL
-    revision: str | None = None
-    trust_remote_code: bool = False
-    dataset: str = DEFAULT_DATASET
-    dataset_config: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    encoding: str | None = None
-    max_length: int | None = Field(default=None, ge=8)
-    max_train_samples: int | None = Field(default=None, ge=2)
-    max_eval_samples: int | None = Field(default=None, ge=1)
-    # Batches of similar length (sorted in mega-batches of 50, as the Trainer's option). Off by
-    # default: at a few dozen steps, same-length batches made some seeds collapse.
-    group_by_length: bool = False
-    # Each training batch's examples share rows (first fit, attention kept within each example):
-    # the same batches and loss as padded ones with less padding. rotten_tomatoes' train split in
-    # random batches of 16 is 1.78x its real tokens padded (MiniLM tokenizer), 1.16x packed.
-    packed_batches: bool = True
+    model: str = Field(DEFAULT_MODEL, description="Hub id or local folder of the pretrained model.")
+    revision: str | None = Field(None, description="Model revision (commit) to load.")
+    trust_remote_code: bool = Field(
+        False, description="Run the model's own code (needs --revision).",
+        json_schema_extra={"option": "--trust-remote-code"})
+    dataset: str = Field(DEFAULT_DATASET, description="Hub id or local folder/file (csv, tsv, "
+                                                      "json, jsonl, parquet).")
+    dataset_config: str | None = Field(None, description="The hub dataset's configuration.")
+    text_column: str | None = Field(None, description="Text column (default: found by common "
+                                                      "names).")
+    label_column: str | None = Field(None, description="Label column (default: found by common "
+                                                       "names).")
+    encoding: str | None = Field(None, description="Text encoding of csv/json files.")
+    max_length: int | None = Field(None, ge=8, description="Longest tokenized example "
+                                                           "(default: the model's limit).")
+    max_train_samples: int | None = Field(None, ge=2, description="Train on a seeded subset "
+                                                                  "of this size.")
+    max_eval_samples: int | None = Field(None, ge=1, description="Validate and test on seeded "
+                                                                 "subsets of this size.")
+    # Off by default: at a few dozen steps, same-length batches made some seeds collapse.
+    group_by_length: bool = Field(False, description="Batches of similar length (off: random "
+                                                     "batches, as the Trainer).")
+    packed_batches: bool = Field(True, description="Examples of a training batch share rows, "
+                                                   "attention kept within each: same batches, "
+                                                   "less padding.")
 
     # how to freeze
-    strategy: str = "full"
-    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    strategy: str = Field("full", description="Freezing strategy (freezebench ls strategies).")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy parameter key=value (repeatable).",
+        json_schema_extra={"option": "--strategy-param"})
 
     # the recipe (the study's: lr 2e-5, batch 16, 1 epoch, weight decay 0.01)
-    learning_rate: float = Field(default=2e-5, gt=0, le=1.0)
-    per_device_train_batch_size: int = Field(default=16, ge=1)
-    per_device_eval_batch_size: int = Field(default=64, ge=1)
-    num_train_epochs: int = Field(default=1, ge=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
-    seed: int = Field(default=42, ge=0)
-    # Seeds the carving of missing splits and the subsets, apart from ``seed``, so every seed of a
-    # study trains and is scored on the same examples (as TrainingArguments.data_seed).
-    data_seed: int = Field(default=42, ge=0)
-    precision: Precision = "auto"
-    device: str = "auto"
+    learning_rate: float = Field(2e-5, gt=0, le=1.0, description="Peak learning rate (AdamW).")
+    per_device_train_batch_size: int = Field(16, ge=1, description="Training examples per step "
+                                                                   "and device.")
+    per_device_eval_batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
+    num_train_epochs: int = Field(1, ge=1, description="Passes over the training split.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and "
+                                                        "LayerNorm).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps of linear warm-up.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(42, ge=0, description="Seed of the head, dropout and batch order.")
+    # apart from ``seed``, so every seed of a study trains and is scored on the same examples
+    data_seed: int = Field(42, ge=0, description="Seed of carved splits and subsets (as "
+                                                 "TrainingArguments.data_seed).")
+    precision: Precision = Field("auto", description="auto: bf16 where the hardware has it "
+                                                     "natively, else fp32.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N.")
 
     # speed
-    use_cache: bool = True
-    cache_dir: str | None = None
-    # Who draws dropout masks: numpy draws them about 3x faster than torch on a CPU, with the same
-    # distribution from another random stream (freezebench.dropout). auto: numpy on a CPU, torch
-    # on a GPU.
-    dropout_masks: DropoutMasks = "auto"
+    use_cache: bool = Field(True, description="Reuse the frozen prefix's outputs.",
+                            json_schema_extra={"option": "--cache/--no-cache"})
+    cache_dir: str | None = Field(None, description="Folder for the frozen-prefix cache (default: "
+                                                    "memory, then a temporary folder).")
+    # numpy draws CPU masks faster than torch, same distribution from another random stream
+    # (freezebench.model.dropout)
+    dropout_masks: DropoutMasks = Field("auto", description="Who draws dropout masks (auto: "
+                                                            "numpy on a CPU, torch on a GPU).")
 
     # accounting
-    price_per_hour: float = Field(default=1.0, ge=0)
+    price_per_hour: float = Field(1.0, ge=0, description="Device price, USD per hour.")
 
     # output
-    output_dir: str = "freezebench-results"
-    save_model: bool = False
-    disable_tqdm: bool | None = None
+    output_dir: str = Field("freezebench-results", description="Results folder.")
+    save_model: bool = Field(False, description="Keep the fine-tuned model (whole, or the "
+                                                "trained tensors).")
+    disable_tqdm: bool | None = Field(None, description="No progress bars (default: shown on a "
+                                                        "terminal only).")
 
     @field_validator("model", "dataset", "strategy")
     @classmethod

@@ -1,83 +1,76 @@
-"""One run, end to end: config -> data -> model -> strategy -> engine -> measure -> record."""
+"""One run, end to end: config -> data -> model -> strategy -> engine -> measure -> record.
+
+:func:`run` reads top to bottom: each stage returns its values, and the record is assembled once,
+at the end, from them. A run that stops early (a failure, Ctrl-C) leaves a failed or cancelled
+record instead.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+import torch
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from freezebench import results
-from freezebench.batching import SplitInputs
-from freezebench.cache import shared_store, weights_digest
 from freezebench.config import RunConfig
-from freezebench.data import TaskData, load_task_data, resolve_max_length, tokenize_splits
-from freezebench.distributed import DataParallel, from_environment, is_main_process
-from freezebench.dropout import resolve_dropout_masks, use_numpy_dropout
-from freezebench.engine import (
-    Recipe,
-    apply_trainable,
-    describe_prefix,
-    evaluate,
+from freezebench.data.loading import (
+    SPLITS,
+    TaskData,
+    load_task_data,
+    resolve_max_length,
+    tokenize_splits,
+)
+from freezebench.engine.batching import SplitInputs
+from freezebench.engine.distributed import DataParallel, from_environment, is_main_process
+from freezebench.engine.evaluation import evaluate
+from freezebench.engine.freezing import apply_trainable, describe_prefix
+from freezebench.engine.precision import (
     resolve_device,
     resolve_precision,
-    show_progress,
     store_frozen_weights_for_autocast,
-    train,
 )
+from freezebench.engine.prefix_cache import shared_store, weights_digest
+from freezebench.engine.prefix_states import PrefixContext, prefix_states
+from freezebench.engine.training import Recipe, TrainOutcome, show_progress, train, warm_up
 from freezebench.env import environment
 from freezebench.errors import StorageError, TrainingError
 from freezebench.failures import explain_failure
-from freezebench.measure import PeakMemory, UnitCost, classification_metrics, cost, train_flops
-from freezebench.model import (
-    LayerMap,
-    StagedForward,
-    build_layer_map,
-    check_max_length,
-    computes_first_token_only,
-    count_parameters,
-    load_model,
-    load_tokenizer,
+from freezebench.measure.efficiency import CacheUse, efficiency
+from freezebench.measure.flops import UnitCost, train_flops, unit_costs
+from freezebench.measure.memory import PeakMemory, memory_use
+from freezebench.measure.quality import classification_metrics
+from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
+from freezebench.model.layer_map import LayerMap, build_layer_map, count_parameters
+from freezebench.model.loading import check_max_length, load_model, load_tokenizer, with_lora
+from freezebench.model.staged import StagedForward, computes_first_token_only
+from freezebench.record import (
+    DataSummary,
+    Environment,
+    Metrics,
+    ParamsSummary,
+    PrefixBuild,
+    RunError,
+    RunRecord,
+    SplitMetrics,
+    Status,
+    UnitParams,
+    error_of,
+    new_record,
+    now,
+    stopped_record,
 )
-from freezebench.prefix import PrefixContext, prefix_states
 from freezebench.saving import save_finetuned
-from freezebench.strategies import FreezePlan, check_params, plan_for, strategy_label
+from freezebench.strategies import FreezePlan, check_params, plan_for
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 
-
-def record_id(config: RunConfig, world_size: int = 1) -> str:
-    """The run's id; a run on ``N > 1`` processes trains on ``N x`` the batch, another run."""
-    label = strategy_label(config.strategy, config.strategy_params)
-    fingerprint = config.fingerprint()
-    if world_size > 1:
-        fingerprint = hashlib.sha256(
-            f"{fingerprint}:world_size={world_size}".encode()).hexdigest()[:12]
-    return results.run_id(label, config.learning_rate, config.seed, fingerprint)
-
-
-def new_record(config: RunConfig, world_size: int = 1) -> dict[str, Any]:
-    """The skeleton every record starts from (also what a failed run leaves)."""
-    return {
-        "schema_version": results.SCHEMA_VERSION,
-        "id": record_id(config, world_size),
-        "status": "running",
-        "error": None,
-        "strategy_label": strategy_label(config.strategy, config.strategy_params),
-        "config": config.model_dump(mode="json"),
-        "started_at": _now(),
-        "finished_at": None,
-        "data": {}, "params": {}, "metrics": {}, "efficiency": {}, "history": [], "env": {},
-    }
-
-
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig) -> RunRecord:
     """Run one configuration and save its record; failures are saved too, then re-raised.
 
     Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
@@ -88,43 +81,32 @@ def run(config: RunConfig) -> dict[str, Any]:
     check_params(config.strategy, config.strategy_params)
     results.ensure_runs_dir(config.output_dir)
     parallel = from_environment()
-    record = new_record(config, parallel.world_size)
+    started = new_record(config, parallel.world_size)
     try:
-        _execute(config, record, parallel)
+        record = _execute(config, started, parallel)
     except KeyboardInterrupt:
-        _finish(config, record, "cancelled", "KeyboardInterrupt", "Interrupted by the user.")
+        cancelled = RunError(type="KeyboardInterrupt", message="Interrupted by the user.")
+        _save_stopped(config, stopped_record(config, Status.CANCELLED, cancelled, base=started))
         raise
     except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
         error = explain_failure(exc, config)
-        _finish(config, record, "failed", type(error).__name__, str(error),
-                step=getattr(error, "step", None))
+        _save_stopped(config, stopped_record(config, Status.FAILED, error_of(error),
+                                             base=started))
         if error is exc:
             raise
         raise error from None
-    record.update(status="completed", finished_at=_now())
-    _save(config, record)
+    if is_main_process():
+        results.save_record(config.output_dir, record)
     return record
 
 
-def _save(config: RunConfig, record: dict) -> None:
-    if is_main_process():
-        results.save_record(config.output_dir, record)
-
-
-def _finish(config: RunConfig, record: dict, status: str, kind: str, message: str,
-            step: int | None = None) -> None:
-    error = {"type": kind, "message": message}
-    if step is not None:
-        error["step"] = step
-    record.update(status=status, finished_at=_now(), error=error)
+def _save_stopped(config: RunConfig, record: RunRecord) -> None:
+    if not is_main_process():
+        return
     try:
-        _save(config, record)
+        results.save_record(config.output_dir, record)
     except StorageError as exc:  # a full disk must not hide the original error
-        logger.error("Could not write the %s record %s: %s", status, record["id"], exc)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+        logger.error("Could not write the %s record %s: %s", record.status.value, record.id, exc)
 
 
 @dataclass
@@ -152,92 +134,142 @@ def prepare(config: RunConfig) -> Prepared:
     model = load_model(config.model, num_labels=task.num_labels, label_names=task.label_names,
                        seed=config.seed, revision=config.revision,
                        trust_remote_code=config.trust_remote_code)
-    plan = plan_for(config.strategy, config.strategy_params, build_layer_map(model))
-    if plan.lora is not None:
-        model = _inject_lora(model, plan.lora)
-        plan = plan_for(config.strategy, config.strategy_params, build_layer_map(model))
+    layer_map = build_layer_map(model)
+    plan = plan_for(config.strategy, config.strategy_params, layer_map)
+    if plan.lora is not None:  # the adapters are new parameters: map and plan again
+        model = with_lora(model, plan.lora)
+        layer_map = build_layer_map(model)
+        plan = plan_for(config.strategy, config.strategy_params, layer_map)
     limit = check_max_length(model, resolve_max_length(tokenizer, config.max_length),
                              requested=config.max_length is not None)
     tokenized = tokenize_splits(task, tokenizer, limit)
     collator = DataCollatorWithPadding(tokenizer)
     inputs = {split: SplitInputs(tokenized[split], collator) for split in SPLITS}
     max_length = max(int(inputs[s].lengths.max()) for s in SPLITS)
-    return Prepared(task, tokenizer, model, build_layer_map(model), plan, inputs, max_length)
+    return Prepared(task, tokenizer, model, layer_map, plan, inputs, max_length)
 
 
-def _inject_lora(model: PreTrainedModel, lora: dict) -> PreTrainedModel:
-    """Add LoRA adapters in place (PEFT), keeping the model class and its parameter paths."""
-    from peft import LoraConfig, inject_adapter_in_model
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how a run computes: what every stage after :func:`prepare` needs."""
 
-    return inject_adapter_in_model(LoraConfig(**lora), model)
+    config: RunConfig
+    device: torch.device
+    precision: str
+    parallel: DataParallel
 
 
-def _execute(config: RunConfig, record: dict, parallel: DataParallel) -> None:
+def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> RunRecord:
     device = parallel.place(resolve_device(config.device))
-    precision = resolve_precision(config.precision, device)
+    context = RunContext(config, device, resolve_precision(config.precision, device), parallel)
     prepared = prepare(config)
     model, layer_map, plan = prepared.model.to(device), prepared.layer_map, prepared.plan
     dropout_masks = resolve_dropout_masks(config.dropout_masks, device)
     if dropout_masks == "numpy":
         use_numpy_dropout(model, seed=(config.seed, parallel.rank))
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
-    store_frozen_weights_for_autocast(model, plan.ever_trainable(), precision)
+    store_frozen_weights_for_autocast(model, plan.ever_trainable(), context.precision)
+    _print_trainable(model, parallel)
+    staged = StagedForward(model, layer_map)
+    use_cache = config.use_cache and not plan.schedule and boundary > 0
+    units = unit_costs(model, layer_map, plan.ever_trainable(), computes_first_token_only(model))
+    cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
+             else CacheUse.unused())
+    if not parallel.active:
+        warm_up(staged, prepared.inputs["train"], boundary=boundary,
+                batch_size=config.per_device_train_batch_size, device=device,
+                precision=context.precision, packed=config.packed_batches)
+    with PeakMemory(device) as memory:
+        outcome = _train(context, prepared, staged, boundary)
+    test_metrics, test_seconds = _evaluate(context, prepared, staged, "test", boundary)
+    flops = train_flops(units, prepared.inputs["train"].lengths, model.config.hidden_size,
+                        config.num_train_epochs, prefix_units=boundary, cached=use_cache)
+    tensors = memory_use(model, plan.ever_trainable(),
+                         optimizer_state_bytes=outcome.optimizer_state_bytes,
+                         activations_bytes=outcome.activations_bytes,
+                         cached_features_bytes=cache.train_bytes)
+    return started.model_copy(update={
+        "status": Status.COMPLETED,
+        "finished_at": now(),
+        "data": _data_summary(prepared),
+        "params": _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes),
+        "metrics": Metrics(validation=outcome.history[-1].validation, test=test_metrics),
+        "efficiency": efficiency(
+            train_seconds=outcome.train_seconds, samples=outcome.samples, tokens=outcome.tokens,
+            steps=outcome.steps, memory=memory, tensors=tensors, flops=flops, cache=cache,
+            eval_samples=len(prepared.inputs["test"].lengths), eval_seconds=test_seconds,
+            precision=context.precision, dropout_masks=dropout_masks,
+            world_size=parallel.world_size,
+            effective_train_batch_size=parallel.global_batch(config.per_device_train_batch_size),
+            price_per_hour=config.price_per_hour),
+        "history": outcome.history,
+        "env": Environment(**environment(device)),
+        "saved_model": _save_model(context, prepared, model, started.id),
+    })
+
+
+def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:
     trainable, total = count_parameters(model)
     if parallel.is_main:
         print(f"trainable params: {trainable:,} || all params: {total:,} || "
               f"trainable%: {100 * trainable / total:.4f}")
-    record["data"] = _data_summary(prepared)
-    record["env"] = environment(device)
-    staged = StagedForward(model, layer_map)
-    use_cache = config.use_cache and not plan.schedule and boundary > 0
-    cache_info = {"cache_hit": False, "cache_build_seconds": 0.0, "cache_bytes": 0}
-    if use_cache:
-        cache_info = _attach_cache(config, prepared, staged, boundary, device, precision)
-    recipe = Recipe(**{f: getattr(config, f) for f in Recipe.__dataclass_fields__})
-
-    def on_epoch_end(epoch: int) -> dict:
-        return {"validation": _evaluate(model, staged, prepared, "validation", boundary, config,
-                                        device, precision, parallel)[0]}
-
-    with PeakMemory(device) as memory:
-        outcome = train(model=model, staged=staged, layer_map=layer_map, plan=plan,
-                        inputs=prepared.inputs["train"], recipe=recipe, device=device,
-                        precision=precision, boundary=boundary, on_epoch_end=on_epoch_end,
-                        progress=_progress(config) and parallel.is_main, parallel=parallel)
-    test_metrics, test_seconds = _evaluate(model, staged, prepared, "test", boundary, config,
-                                           device, precision, parallel)
-    record["history"] = outcome.history
-    record["metrics"] = {"validation": outcome.history[-1]["validation"], "test": test_metrics}
-    record["params"] = _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes)
-    record["efficiency"] = _efficiency(config, prepared, model, layer_map, plan, boundary,
-                                       outcome, memory, test_seconds, use_cache, cache_info,
-                                       precision, dropout_masks, parallel)
-    if config.save_model and parallel.is_main:
-        record["saved_model"] = str(save_finetuned(model, prepared.tokenizer, config, record,
-                                                   plan.ever_trainable()))
 
 
-def _attach_cache(config, prepared, staged, boundary, device, precision) -> dict:
+def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward,
+                  boundary: int, units: list[UnitCost]) -> CacheUse:
+    """Read (or build) the frozen prefix's states of every split; the inputs then start there."""
     backbone = [staged.embeddings, *staged.blocks]
-    context = PrefixContext(
+    key = PrefixContext(
         unit_digests=tuple(weights_digest([unit]) for unit in backbone[:boundary]),
         data_fingerprint=prepared.task.fingerprint,
         tokenizer=type(prepared.tokenizer).__name__ + ":" + str(prepared.tokenizer.vocab_size),
-        max_length=config.max_length or 0, precision=precision, device_type=device.type,
+        max_length=context.config.max_length or 0, precision=context.precision,
+        device_type=context.device.type,
     )
     outcome = prefix_states(staged=staged, splits=prepared.inputs, boundary=boundary,
-                            store=shared_store(config.cache_dir), context=context,
-                            device=device, precision=precision)
+                            store=shared_store(context.config.cache_dir), context=key,
+                            device=context.device, precision=context.precision)
     for split, entry in outcome.entries.items():
         prepared.inputs[split].cached = entry
-    return {"cache_hit": outcome.hit, "cache_build_seconds": outcome.build_seconds,
-            "cache_bytes": outcome.bytes}
+    lengths, hidden = prepared.inputs["train"].lengths, staged.model.config.hidden_size
+
+    def forward_flops(start: int, stop: int) -> float:  # units [start, stop) over the train split
+        below = [train_flops(units, lengths, hidden, 1, prefix_units=b, cached=True)
+                 ["cache_build_flops"] for b in (start, stop)]
+        return below[1] - below[0]
+
+    builds = tuple(
+        PrefixBuild(key=build.key, from_boundary=build.from_boundary,
+                    to_boundary=build.to_boundary, seconds=build.seconds,
+                    flops=forward_flops(build.from_boundary, build.to_boundary),
+                    built_by_this_run=here)
+        for build, here in outcome.builds("train"))
+    return CacheUse(hit=outcome.hit, build_seconds=outcome.build_seconds, bytes=outcome.bytes,
+                    train_builds=builds, train_bytes=outcome.entries["train"].nbytes)
 
 
-def _evaluate(model, staged, prepared, split, boundary, config, device, precision, parallel):
-    result = evaluate(model, staged, prepared.inputs[split], boundary=boundary,
-                      batch_size=config.per_device_eval_batch_size, device=device,
-                      precision=precision, parallel=parallel)
+def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
+           boundary: int) -> TrainOutcome:
+    config = context.config
+
+    def on_epoch_end(epoch: int) -> SplitMetrics:
+        return _evaluate(context, prepared, staged, "validation", boundary)[0]
+
+    return train(model=staged.model, staged=staged, layer_map=prepared.layer_map,
+                 plan=prepared.plan, inputs=prepared.inputs["train"],
+                 recipe=Recipe.from_config(config), device=context.device,
+                 precision=context.precision, boundary=boundary, on_epoch_end=on_epoch_end,
+                 progress=show_progress(config.disable_tqdm) and context.parallel.is_main,
+                 parallel=context.parallel)
+
+
+def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, split: str,
+              boundary: int) -> tuple[SplitMetrics, float]:
+    """The metrics of ``split`` and the seconds the evaluation took."""
+    result = evaluate(staged.model, staged, prepared.inputs[split], boundary=boundary,
+                      batch_size=context.config.per_device_eval_batch_size,
+                      device=context.device, precision=context.precision,
+                      parallel=context.parallel)
     if not math.isfinite(result.loss):  # NaN logits: JSON cannot hold them, nor can a report
         raise TrainingError(
             f"Evaluation on the {split} split gave a non-finite loss ({result.loss}): the model's "
@@ -248,81 +280,45 @@ def _evaluate(model, staged, prepared, split, boundary, config, device, precisio
     return metrics, result.seconds
 
 
-def _progress(config: RunConfig) -> bool:
-    return show_progress(config.disable_tqdm)
+def _save_model(context: RunContext, prepared: Prepared, model: PreTrainedModel,
+                run_id: str) -> str | None:
+    if not context.config.save_model or not context.parallel.is_main:
+        return None
+    folder = save_finetuned(model, prepared.tokenizer, context.config, run_id=run_id,
+                            label_names=prepared.task.label_names,
+                            trained=prepared.plan.ever_trainable())
+    return str(folder)
 
 
-def _data_summary(prepared: Prepared) -> dict:
+def _data_summary(prepared: Prepared) -> DataSummary:
     task = prepared.task
-    return {
-        "source": task.source, "text_column": task.text_column, "label_column": task.label_column,
-        "label_names": task.label_names, "num_labels": task.num_labels,
-        "sizes": {s: len(task.splits[s]) for s in SPLITS},
-        "train_tokens": int(prepared.inputs["train"].lengths.sum()),
-        "max_length": prepared.max_length,
-        "fingerprint": task.fingerprint, "notes": task.notes,
-    }
+    return DataSummary(
+        source=task.source, text_column=task.text_column, label_column=task.label_column,
+        label_names=task.label_names, num_labels=task.num_labels,
+        sizes={s: len(task.splits[s]) for s in SPLITS},
+        label_counts={s: _label_counts(task, s) for s in SPLITS},
+        train_tokens=int(prepared.inputs["train"].lengths.sum()),
+        max_length=prepared.max_length, fingerprint=task.fingerprint, notes=task.notes,
+    )
 
 
-def _params(model, layer_map: LayerMap, plan: FreezePlan, boundary: int, state_bytes: int
-            ) -> dict:
+def _label_counts(task: TaskData, split: str) -> dict[str, int]:
+    counts = np.bincount(np.asarray(task.splits[split]["label"]), minlength=task.num_labels)
+    return {name: int(n) for name, n in zip(task.label_names, counts, strict=True)}
+
+
+def _params(model: PreTrainedModel, layer_map: LayerMap, plan: FreezePlan, boundary: int,
+            state_bytes: int) -> ParamsSummary:
     trainable, total = count_parameters(model)
     ever = plan.ever_trainable()
-    stored = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if n in ever)
-    return {
-        "trainable": trainable, "total": total,
-        "trainable_percent": 100.0 * trainable / total,
-        "ever_trainable": sum(p.numel() for n, p in model.named_parameters() if n in ever),
-        "task_specific_bytes": stored, "optimizer_state_bytes": state_bytes,
-        "frozen_prefix": describe_prefix(boundary),
-        "units": [{"unit": unit, "params": sum(_numel(model, n) for n in names),
-                   "trainable": sum(_numel(model, n) for n in names if n in ever)}
-                  for unit, names in layer_map.units()],
-    }
-
-
-def _numel(model, name: str) -> int:
-    return model.get_parameter(name).numel()
-
-
-def _efficiency(config, prepared, model, layer_map, plan, boundary, outcome, memory,
-                test_seconds, use_cache, cache_info, precision, dropout_masks, parallel) -> dict:
-    ever = plan.ever_trainable()
-    last_block = f"blocks[{layer_map.num_blocks - 1}]"
-    cut = computes_first_token_only(model)
-
-    def key_value_params(unit: str, names: list[str]) -> int | None:
-        if not cut or unit != last_block:
-            return None
-        projections = layer_map.spec.key_value_projections
-        return sum(_numel(model, n) for n in names if any(p in n for p in projections))
-
-    units = [
-        UnitCost(unit, sum(_numel(model, n) for n in names),
-                 sum(_numel(model, n) for n in names if n in ever),
-                 per_token=unit not in ("pooler", "head"), attention=unit.startswith("blocks"),
-                 lookup=unit == "embeddings", key_value_params=key_value_params(unit, names))
-        for unit, names in layer_map.units()
-    ]
-    flops = train_flops(units, prepared.inputs["train"].lengths, model.config.hidden_size,
-                        config.num_train_epochs, prefix_units=boundary,
-                        cached=use_cache)
-    seconds = outcome.train_seconds
-    billed = (seconds + cache_info["cache_build_seconds"]) * parallel.world_size  # every device
-    test_size = len(prepared.inputs["test"].lengths)
-    return {
-        "train_seconds": seconds,
-        "train_samples_per_second": outcome.samples / seconds,
-        "train_tokens_per_second": outcome.tokens / seconds,
-        "eval_samples_per_second": test_size / max(test_seconds, 1e-9),
-        "peak_memory_mb": memory.megabytes, "memory_kind": memory.kind,
-        **flops,
-        **cache_info,
-        "timing_method": "measured wall time of the training steps, evaluation excluded",
-        "precision": precision,
-        "dropout_masks": dropout_masks,
-        "steps": outcome.steps,
-        "world_size": parallel.world_size,
-        "effective_train_batch_size": parallel.global_batch(config.per_device_train_batch_size),
-        **cost(billed, config.price_per_hour),
-    }
+    sizes = {name: (p.numel(), p.element_size()) for name, p in model.named_parameters()}
+    return ParamsSummary(
+        trainable=trainable, total=total, trainable_percent=100.0 * trainable / total,
+        ever_trainable=sum(sizes[n][0] for n in ever if n in sizes),
+        task_specific_bytes=sum(count * width for n, (count, width) in sizes.items()
+                                if n in ever),
+        optimizer_state_bytes=state_bytes, frozen_prefix=describe_prefix(boundary),
+        units=[UnitParams(unit=unit, params=sum(sizes[n][0] for n in names),
+                          trainable=sum(sizes[n][0] for n in names if n in ever))
+               for unit, names in layer_map.units()],
+    )

@@ -1,4 +1,7 @@
-"""The results store: one immutable JSON record per run (format: docs/results-format.md)."""
+"""The results store: one immutable JSON record per run (format: docs/results-format.md).
+
+Records go in and come out as :class:`~freezebench.record.RunRecord`; writes are atomic.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +9,18 @@ import errno
 import json
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freezebench.errors import FreezebenchError, StorageError
+from freezebench.record import RunRecord, parse_record, safe_name
 
-SCHEMA_VERSION = 1
 RUNS_FOLDER = "runs"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 logger = logging.getLogger(__name__)
-
-
-def safe_name(text: str, max_length: int = 80) -> str:
-    """A file-name-safe form of ``text``: no separators, no leading dots, bounded length."""
-    cleaned = _UNSAFE.sub("-", text).strip("-.")
-    return (cleaned or "run")[:max_length]
-
-
-def run_id(strategy_label: str, learning_rate: float, seed: int, fingerprint: str) -> str:
-    """``<strategy-label>-lr<lr>-s<seed>-<hash>``, derived from the resolved config."""
-    label = safe_name(strategy_label.replace("=", "").replace(",", "-"), max_length=60)
-    return f"{label}-lr{learning_rate:g}-s{seed}-{fingerprint}"
 
 
 def runs_dir(output_dir: str | Path) -> Path:
@@ -121,9 +110,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def save_record(output_dir: str | Path, record: dict[str, Any]) -> Path:
-    path = record_path(output_dir, record["id"])
-    write_json_atomic(path, record)
+def save_record(output_dir: str | Path, record: RunRecord) -> Path:
+    """Write ``record`` to ``runs/<id>.json`` atomically; return the path."""
+    path = record_path(output_dir, record.id)
+    write_json_atomic(path, record.to_json())
     return path
 
 
@@ -135,23 +125,23 @@ class UnreadableRecord:
     reason: str
 
 
-def load_record(path: Path) -> dict[str, Any]:
-    """Read one record; raise ``ValueError`` with the reason if it is not a valid record."""
+def load_record(path: Path) -> RunRecord:
+    """Read one record (of this schema version or an earlier one); raise ``ValueError`` with the
+    reason if it is not a valid record."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or not {"id", "status", "config"} <= record.keys():
-        raise ValueError("not a freezebench record (needs id, status and config)")
-    if record["id"] != path.stem:
-        raise ValueError(f"its id '{record['id']}' does not match its file name")
+    record = parse_record(payload)
+    if record.id != path.stem:
+        raise ValueError(f"its id '{record.id}' does not match its file name")
     return record
 
 
-def scan_records(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[UnreadableRecord]]:
+def scan_records(output_dir: str | Path) -> tuple[list[RunRecord], list[UnreadableRecord]]:
     """All records of a results folder, sorted by id, and the files that could not be read."""
     folder = runs_dir(output_dir)
-    records: list[dict[str, Any]] = []
+    records: list[RunRecord] = []
     bad: list[UnreadableRecord] = []
     if not folder.is_dir():
         return records, bad
@@ -163,7 +153,7 @@ def scan_records(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[Unr
     return records, bad
 
 
-def read_records(output_dir: str | Path) -> list[dict[str, Any]]:
+def read_records(output_dir: str | Path) -> list[RunRecord]:
     """All valid records of a results folder; unreadable files are logged and skipped."""
     records, bad = scan_records(output_dir)
     for item in bad:
@@ -173,4 +163,4 @@ def read_records(output_dir: str | Path) -> list[dict[str, Any]]:
 
 def completed_ids(output_dir: str | Path) -> set[str]:
     """Ids of runs whose completed record exists (a sweep skips these)."""
-    return {r["id"] for r in read_records(output_dir) if r.get("status") == "completed"}
+    return {r.id for r in read_records(output_dir) if r.completed}

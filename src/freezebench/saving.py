@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from freezebench import results
+from freezebench.config import RunConfig
 from freezebench.errors import ModelError
-from freezebench.model import build_layer_map, load_model, load_tokenizer
+from freezebench.model.layer_map import build_layer_map
+from freezebench.model.loading import load_model, load_tokenizer, with_lora
+from freezebench.record import safe_name
 from freezebench.strategies import plan_for
 
 _WHOLE = ("full", "embeddings")
@@ -27,13 +33,17 @@ META = "freezebench.json"
 WEIGHTS = "trained.safetensors"
 
 
-def save_finetuned(model, tokenizer, config, record: dict[str, Any], trained: set[str]) -> Path:
-    folder = Path(config.output_dir) / "models" / results.safe_name(record["id"], 200)
+def save_finetuned(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   config: RunConfig, *, run_id: str, label_names: list[str],
+                   trained: set[str]) -> Path:
+    """Save the fine-tuned model under ``<output_dir>/models/<run_id>``: whole (full,
+    embeddings), or only the ``trained`` tensors; return the folder."""
+    folder = Path(config.output_dir) / "models" / safe_name(run_id, 200)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(folder)
-    meta = {"run_id": record["id"], "model": config.model, "revision": config.revision,
+    meta = {"run_id": run_id, "model": config.model, "revision": config.revision,
             "strategy": config.strategy, "strategy_params": config.strategy_params,
-            "label_names": record["data"]["label_names"], "seed": config.seed}
+            "label_names": label_names, "seed": config.seed}
     if config.strategy in _WHOLE:
         model.save_pretrained(folder, safe_serialization=True)
         meta["format"] = "whole"
@@ -62,9 +72,7 @@ def load_finetuned(folder: str | Path):
                        revision=meta.get("revision"))
     plan = plan_for(meta["strategy"], meta["strategy_params"], build_layer_map(model))
     if plan.lora is not None:
-        from peft import LoraConfig, inject_adapter_in_model
-
-        model = inject_adapter_in_model(LoraConfig(**plan.lora), model)
+        model = with_lora(model, plan.lora)
     trained = load_file(folder / WEIGHTS)
     missing = set(trained) - {n for n, _ in model.named_parameters()}
     if missing:

@@ -1,6 +1,6 @@
 """Freezing strategies: a registry of small functions over the layer map.
 
-A strategy maps a :class:`~freezebench.model.LayerMap` and its parameters to a
+A strategy maps a :class:`~freezebench.model.layer_map.LayerMap` and its parameters to a
 :class:`FreezePlan`: the parameter names that train from the first step, and for schedules such as
 gradual unfreezing the names that join later. The new classification head always trains.
 
@@ -17,10 +17,12 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freezebench.errors import StrategyError, did_you_mean
-from freezebench.model import LayerMap
+
+if TYPE_CHECKING:  # strategies only read a layer map; importing it would load torch
+    from freezebench.model.layer_map import LayerMap
 
 
 @dataclass

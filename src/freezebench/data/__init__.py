@@ -1,0 +1,1 @@
+"""Data: a hub id or a local file/folder -> validated, tokenizable train/validation/test splits."""

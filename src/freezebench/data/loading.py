@@ -1,0 +1,197 @@
+"""Load a text-classification dataset, validate it, carve missing splits, and tokenize it.
+
+``load_task_data`` accepts a Hugging Face Hub id, a local folder, or one file (.parquet, .csv,
+.tsv, .json, .jsonl) and returns :class:`TaskData`: exactly the splits train/validation/test with
+exactly the columns ``text`` (str) and ``label`` (class id). Every problem a user can fix (a
+missing column, an empty text, a label out of range, an undecodable byte, ...) is raised as a
+:class:`~freezebench.errors.DataError` naming the file, split, row, column and value, before any
+training starts. Loading is :mod:`freezebench.data.sources`, the checks
+:mod:`freezebench.data.validation`; this module puts them together, carves missing splits and
+subsets, and tokenizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasets import Dataset, DatasetDict, Value
+from sklearn.model_selection import train_test_split
+
+from freezebench.data.sources import load_raw, normalize_splits
+from freezebench.data.validation import column_values, resolve_columns, validated_splits
+from freezebench.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+CARVE_FRACTION = 0.1
+# Tokenizers without a known limit report a huge sentinel (int(1e30)) as model_max_length.
+DEFAULT_MAX_LENGTH = 512
+_SENTINEL_MAX_LENGTH = 1_000_000
+
+
+@dataclass
+class TaskData:
+    """A validated classification task: three splits with columns ``text`` and ``label``."""
+
+    splits: DatasetDict
+    label_names: list[str]
+    text_column: str
+    label_column: str
+    source: str
+    notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def load_task_data(
+    dataset: str,
+    *,
+    dataset_config: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    encoding: str | None = None,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> TaskData:
+    """Load ``dataset`` (hub id, folder or file), validate it and return a :class:`TaskData`.
+
+    Missing validation/test splits are carved (stratified, seeded) from train; the
+    ``max_*_samples`` limits take stratified, seeded subsets. Raises :class:`DataError` for
+    anything the user has to fix.
+    """
+    notes: list[str] = []
+    raw, where = load_raw(dataset, dataset_config, encoding, notes)
+    raw = normalize_splits(raw, where, notes)
+    text_col, label_col = resolve_columns(raw, where, text_column, label_column, notes)
+    splits, names = validated_splits(raw, text_col, label_col, where, notes)
+    splits = _complete_splits(splits, seed, where, notes)
+    splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes)
+    final = DatasetDict({name: splits[name] for name in SPLITS})
+    return TaskData(
+        splits=final,
+        label_names=names,
+        text_column=text_col,
+        label_column=label_col,
+        source=dataset,
+        notes=notes,
+        fingerprint=_fingerprint(final, names),
+    )
+
+
+def resolve_max_length(tokenizer: Any, max_length: int | None = None) -> int:
+    """``max_length`` if given, else the tokenizer's limit (512 when it reports a sentinel)."""
+    if max_length:
+        return int(max_length)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if not model_max or model_max >= _SENTINEL_MAX_LENGTH:
+        return DEFAULT_MAX_LENGTH
+    return int(model_max)
+
+
+def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = None) -> DatasetDict:
+    """Tokenize every split (truncated, unpadded) into input_ids, attention_mask,
+    [token_type_ids], labels and length (number of tokens)."""
+    limit = resolve_max_length(tokenizer, max_length)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = dict(tokenizer(batch["text"], truncation=True, max_length=limit))
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    # An explicit fingerprint spares datasets from pickling the tokenizer to hash it (slow, and
+    # its bare except there would swallow a Ctrl-C).
+    name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+    fingerprint = hashlib.sha256(
+        f"{task.fingerprint}|{name}|{len(tokenizer)}|{limit}".encode()).hexdigest()[:16]
+    tokenized = DatasetDict({
+        split: ds.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing",
+                      new_fingerprint=f"{fingerprint}-{split}")
+        for split, ds in task.splits.items()
+    })
+    tokenized = tokenized.rename_column("label", "labels")
+    return tokenized.cast_column("labels", Value("int64"))
+
+
+# ---------------------------------------------------------------------------------------------
+# carving and subsetting
+
+
+def _complete_splits(
+    splits: dict[str, Dataset], seed: int, where: str, notes: list[str]
+) -> dict[str, Dataset]:
+    """Carve a missing validation and then a missing test split from train."""
+    missing = [name for name in ("validation", "test") if name not in splits]
+    size = math.ceil(CARVE_FRACTION * len(splits["train"]))
+    if len(splits["train"]) - size * len(missing) < 2:
+        raise DataError(
+            f"{where}: split 'train' has only {len(splits['train'])} rows: too few to carve"
+            f" {' and '.join(missing)} splits of {CARVE_FRACTION:.0%} each from it. Provide"
+            " these splits, or more training data."
+        )
+    for name in missing:
+        splits["train"], splits[name], how = _split_off(splits["train"], size, seed)
+        notes.append(
+            f"No {name} split: carved a {how} {CARVE_FRACTION:.0%} of train"
+            f" ({size} rows, seed {seed})."
+        )
+    return splits
+
+
+def _limit_samples(
+    splits: dict[str, Dataset],
+    seed: int,
+    max_train: int | None,
+    max_eval: int | None,
+    notes: list[str],
+) -> dict[str, Dataset]:
+    """Stratified, seeded subsets: ``max_train`` for train, ``max_eval`` for validation and test."""
+    for name in SPLITS:
+        limit = max_train if name == "train" else max_eval
+        if limit is None or limit >= len(splits[name]):
+            continue
+        before = len(splits[name])
+        _, splits[name], how = _split_off(splits[name], limit, seed)
+        notes.append(f"Subsampled {name} to {limit} of {before} rows ({how}, seed {seed}).")
+    return splits
+
+
+def _split_off(ds: Dataset, size: int, seed: int) -> tuple[Dataset, Dataset, str]:
+    """Split ``size`` rows off ``ds``: (rest, taken, how), stratified by label where possible.
+
+    Both parts keep the rows' original order.
+    """
+    labels = column_values(ds, "label")
+    counts = Counter(labels)
+    stratify = min(counts.values()) >= 2 and min(size, len(ds) - size) >= len(counts)
+    rest, taken = train_test_split(
+        range(len(ds)), test_size=size, random_state=seed, stratify=labels if stratify else None
+    )
+    how = "stratified" if stratify else "random (too few rows per class to stratify)"
+    return ds.select(sorted(rest)), ds.select(sorted(taken)), how
+
+
+def _fingerprint(splits: DatasetDict, names: list[str]) -> str:
+    """sha256 (first 16 hex digits) of the class names and every split's texts and labels."""
+    digest = hashlib.sha256(json.dumps(names).encode())
+    for name in SPLITS:
+        content = [name, column_values(splits[name], "text"), column_values(splits[name], "label")]
+        digest.update(json.dumps(content, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def _token_lengths(split: Dataset) -> list[int]:
+    if "length" in split.column_names:
+        return column_values(split, "length")
+    return [len(ids) for ids in column_values(split, "input_ids")]

@@ -1,0 +1,1 @@
+"""Engine: freezing, precision, batching, the frozen-prefix cache, training and evaluation."""

@@ -1,0 +1,1 @@
+"""Model: loading, the architecture table, the layer map and the staged forward pass."""

@@ -1,0 +1,103 @@
+"""The layer map: a model's units, bottom to top, and the parameter names each one owns.
+
+Strategies speak only in these terms (embeddings, blocks, pooler, head, LayerNorm, adapters);
+nothing outside :mod:`freezebench.model` knows an architecture's raw parameter names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from freezebench.errors import ModelError
+from freezebench.model.architectures import ArchitectureSpec, architecture_of
+
+
+@dataclass
+class LayerMap:
+    """The units of a model, bottom to top, and the parameter names each one owns."""
+
+    architecture: str
+    spec: ArchitectureSpec
+    embeddings: list[str]
+    blocks: list[list[str]]
+    pooler: list[str]
+    head: list[str]
+    layernorm: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def all_names(self) -> list[str]:
+        names = list(self.embeddings)
+        for block in self.blocks:
+            names.extend(block)
+        return names + self.pooler + self.head
+
+    def units(self) -> list[tuple[str, list[str]]]:
+        """``[(unit name, parameter names)]`` bottom to top: embeddings, blocks, pooler, head."""
+        units = [("embeddings", self.embeddings)]
+        units += [(f"blocks[{i}]", names) for i, names in enumerate(self.blocks)]
+        if self.spec.pooler:
+            units.append(("pooler", self.pooler))
+        units.append(("head", self.head))
+        return units
+
+
+def build_layer_map(model: PreTrainedModel) -> LayerMap:
+    """Assign every parameter of ``model`` to exactly one unit of its architecture."""
+    architecture, spec = architecture_of(model)
+    block_list = model.get_submodule(spec.blocks)
+    block_prefixes = [f"{spec.blocks}.{i}." for i in range(len(block_list))]
+    layer_map = LayerMap(architecture, spec, [], [[] for _ in block_prefixes], [], [])
+    for name, _ in model.named_parameters():
+        _assign(layer_map, spec, block_prefixes, name)
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm):
+            layer_map.layernorm += [f"{module_name}.{p}" for p, _ in module.named_parameters()]
+    layer_map.adapters = [n for n in layer_map.all_names() if ".lora_" in n]
+    return layer_map
+
+
+def _assign(layer_map: LayerMap, spec: ArchitectureSpec, block_prefixes: list[str], name: str):
+    if name.startswith(spec.embeddings + "."):
+        layer_map.embeddings.append(name)
+        return
+    for index, prefix in enumerate(block_prefixes):
+        if name.startswith(prefix):
+            layer_map.blocks[index].append(name)
+            return
+    if spec.pooler and name.startswith(spec.pooler + "."):
+        layer_map.pooler.append(name)
+        return
+    if any(name.startswith(h + ".") for h in spec.head):
+        layer_map.head.append(name)
+        return
+    raise ModelError(
+        f"Parameter '{name}' belongs to no unit of the '{layer_map.architecture}' layer map; "
+        "the ArchitectureSpec in freezebench.model.architectures does not describe this model."
+    )
+
+
+def unit_modules(model: nn.Module, layer_map: LayerMap) -> list[tuple[str, list[nn.Module]]]:
+    """The modules of each unit (same order as :meth:`LayerMap.units`)."""
+    spec = layer_map.spec
+    blocks = model.get_submodule(spec.blocks)
+    embeddings = model.get_submodule(spec.embeddings)
+    units: list[tuple[str, list[nn.Module]]] = [("embeddings", [embeddings])]
+    units += [(f"blocks[{i}]", [block]) for i, block in enumerate(blocks)]
+    if spec.pooler:
+        units.append(("pooler", [model.get_submodule(spec.pooler)]))
+    units.append(("head", [model.get_submodule(h) for h in spec.head]))
+    return units
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

@@ -1,0 +1,1 @@
+"""Report: records -> numbers (analysis) -> answers -> tables, figures, Markdown and HTML."""

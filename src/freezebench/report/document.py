@@ -1,0 +1,275 @@
+"""The report: a results folder's records -> Markdown and self-contained HTML, with figures.
+
+The report reads nothing but the run records (``<results>/runs/*.json``). It leads with the
+answers to the study's three questions, then shows the numbers behind them, how they were
+measured, the runs that did not complete and the caveats.
+
+This module writes the files and lays out the page; the parts come from :mod:`.findings`
+(numbers and answers per study), :mod:`.tables`, :mod:`.sections` (setup, method and caveat
+sections), :mod:`.markdown` (escaping, tables, HTML), :mod:`.plots` and :mod:`.summary` (the
+numbers as ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from freezebench.errors import FreezebenchError
+from freezebench.record import safe_name
+from freezebench.report.findings import DEFAULT_METRIC, Findings, analyze
+from freezebench.report.formatting import (
+    MISSING,
+    mean_std_text,
+    metric_name,
+    quantity_text,
+    ratio_text,
+    share,
+)
+from freezebench.report.frame import display_name
+from freezebench.report.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
+from freezebench.report.sections import caveat_lines, method_lines, setup_lines
+from freezebench.report.summary import study_metric, write_summary
+from freezebench.report.tables import (
+    baselines_table,
+    error_text,
+    failures_table,
+    lr_table,
+    main_table,
+)
+from freezebench.results import UnreadableRecord, runs_dir, scan_records
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where :func:`write_report` put its output."""
+
+    markdown: Path
+    html: Path
+    summary: Path
+    figures: list[Path]
+    findings: list[Findings]
+
+
+def load_records(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[UnreadableRecord]]:
+    """The records of ``results_dir`` as stored (validated, of the current schema version); a
+    clear error when it holds none or none completed."""
+    typed, unreadable = scan_records(results_dir)
+    records = [record.to_json() for record in typed]
+    for item in unreadable:
+        logger.warning("Skipping unreadable record %s: %s", item.path, item.reason)
+    if not records:
+        raise FreezebenchError(
+            f"No run records in '{runs_dir(results_dir)}'. Run a sweep with this output folder "
+            "first, or point to the folder that holds the 'runs/' folder."
+        )
+    if not any(r.get("status") == "completed" for r in records):
+        first = next((r for r in records if r.get("error")), None)
+        detail = f" First error ({first['id']}): {error_text(first)}." if first else ""
+        raise FreezebenchError(
+            f"None of the {len(records)} runs in '{results_dir}' completed, so there is nothing "
+            f"to report.{detail}"
+        )
+    return records, unreadable
+
+
+def write_report(
+    results_dir: str | Path, *, output_dir: str | Path | None = None, metric: str | None = None,
+    cost_view: str = "standalone", tolerance_points: float = 1.0,
+    substantial_saving: float = 0.30,
+) -> ReportPaths:
+    """Write ``report.md`` (figures in ``report_files/``), a self-contained ``report.html`` and
+    ``summary.json``. ``metric``: the decision metric (default: the study's, else macro-F1)."""
+    records, unreadable = load_records(results_dir)
+    studies = analyze(records, metric=metric or study_metric(results_dir) or DEFAULT_METRIC,
+                      cost_view=cost_view, tolerance_points=tolerance_points,
+                      substantial_saving=substantial_saving)
+    out = Path(output_dir) if output_dir is not None else Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / FIGURES_FOLDER
+    many = len(studies) > 1
+    figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points) for s in studies}
+    markdown = render_markdown(studies, records, unreadable, figures, results_dir)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(markdown, encoding="utf-8")
+    html_path.write_text(render_html(markdown, out, _title(studies)), encoding="utf-8")
+    summary_path = write_summary(studies, out / "summary.json")
+    return ReportPaths(md_path, html_path, summary_path,
+                       [p for f in figures.values() for p, _ in f], studies)
+
+
+def summary_table(studies: list[Findings]) -> pd.DataFrame:
+    """The headline table (one row per strategy, display-ready text) for a CLI to print."""
+    frames = []
+    for study in studies:
+        name = metric_name(study.metric)
+        view = "standalone" if study.cost_view == "standalone" else "in study"
+        columns = ["Strategy", f"Test {name} (%)", f"Δ{name} vs full, 95 % CI",
+                   f"Training time ({view})", "Speed-up standalone", "Speed-up in study",
+                   "Peak memory", "Collapsed runs"]
+        table = main_table(study)
+        table = table[[c for c in columns if c in table]]
+        if len(studies) > 1:
+            table.insert(0, "Dataset", study.dataset)
+            table.insert(0, "Model", study.model)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Several results folders side by side: rows are strategies, three columns per folder."""
+    columns: dict[str, dict[str, str]] = {}
+    order: list[str] = []
+    for folder in results_dirs:
+        for study in analyze(load_records(folder)[0],
+                             metric=study_metric(folder) or DEFAULT_METRIC):
+            name = f"{Path(folder).resolve().name} ({study.model})"
+            if any(c.startswith(f"{name}: test ") for c in columns):
+                name = f"{folder} ({study.model}, {study.dataset})"
+            s = study.summary.set_index("strategy_label")
+            order += [label for label in s.index if label not in order]
+            what = metric_name(study.metric)
+            columns[f"{name}: test {what} (%)"] = {
+                k: mean_std_text(r.quality_mean, r.quality_std, r.n) for k, r in s.iterrows()}
+            columns[f"{name}: training time (standalone)"] = {
+                k: quantity_text(r.standalone_seconds_mean, "time") for k, r in s.iterrows()}
+            columns[f"{name}: speed-up (standalone)"] = {
+                k: ratio_text(r.speedup_standalone) for k, r in s.iterrows()}
+    table = pd.DataFrame(columns, index=order).fillna(MISSING)
+    table.index.name = "Strategy"
+    return table.reset_index()
+
+
+# --------------------------------------------------------------------------- figures
+
+def _draw_figures(study: Findings, folder: Path, many: bool,
+                  tolerance: float) -> list[tuple[Path, str]]:
+    """Draw every figure of ``study``; returns (path, caption) for those that apply."""
+    # matplotlib loads here, not at import, so printing a summary table stays quick.
+    from freezebench.report import plots
+
+    prefix = safe_name(f"{study.model}-{study.dataset}") + "-" if many else ""
+    s, base, name = study.summary, study.baseline or "full", metric_name(study.metric)
+    view = f"{study.cost_view} " if study.cost_view == "standalone" else "in-study "
+    drawn = [
+        (plots.plot_pareto(s, folder / f"{prefix}pareto-{cost}.png", cost=cost,
+                           tolerance_points=tolerance, baseline=base, metric=name),
+         f"Test {name} against {what}. Strategies on the dashed frontier are beaten on both "
+         "quality and cost by no other strategy; error bars are ±1 std over seeds.")
+        for cost, what in [("time", f"{view}training time"), ("flops", f"{view}training FLOPs"),
+                           ("memory", "peak memory")]
+    ]
+    drawn += [
+        (plots.plot_frozen_blocks(s, folder / f"{prefix}frozen-blocks.png", baseline=base,
+                                  metric=name),
+         f"Freezing more bottom encoder blocks: test {name} and {view}training time."),
+        (plots.plot_memory(s, folder / f"{prefix}memory.png", baseline=base),
+         "Peak tensor memory per strategy."),
+        (plots.plot_training_curves(study.curves, folder / f"{prefix}training-curves.png",
+                                    order=list(s["strategy_label"]), metric=name),
+         f"Validation {name} and training loss per epoch at the chosen learning rate, averaged "
+         "over seeds."),
+    ]
+    return [(path, caption) for path, caption in drawn if path is not None]
+
+
+# --------------------------------------------------------------------------- markdown
+
+def _title(studies: list[Findings]) -> str:
+    if len(studies) == 1:  # display names: no machine paths
+        return f"Layer-freezing study: {studies[0].model} on {studies[0].dataset}"
+    return "Layer-freezing study"
+
+
+def render_markdown(studies: list[Findings], records: list[dict[str, Any]],
+                    unreadable: list[UnreadableRecord], figures: dict[int, list],
+                    results_dir: str | Path) -> str:
+    """The whole report as Markdown; figures are referenced as ``report_files/<name>.png``."""
+    counts = pd.Series([r.get("status") for r in records]).value_counts()
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines = [f"# {md_escape(_title(studies))}", "",
+             f"*{len(records)} run records in `{results_dir}` ({status}); generated "
+             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
+    level = "###" if len(studies) > 1 else "##"
+    for study in studies:
+        mine = [r for r in records
+                if display_name((r.get("config") or {}).get("model")) == study.model
+                and display_name((r.get("config") or {}).get("dataset")) == study.dataset]
+        if len(studies) > 1:
+            lines += [f"## {md_escape(study.model)} on {md_escape(study.dataset)}", ""]
+        lines += _study_markdown(study, mine, figures[id(study)], level)
+    lines += ["## Runs that did not complete", ""]
+    failed = failures_table(records)
+    lines += [markdown_table(failed, numeric=False) if len(failed) else "All runs completed.", ""]
+    if unreadable:
+        lines += ["Record files that could not be read (left out):", ""]
+        lines += [f"- `{item.path.name}`: {md_escape(item.reason)}" for item in unreadable]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _study_markdown(study: Findings, records: list[dict[str, Any]], figures: list,
+                    h: str) -> list[str]:
+    lines = _answers_markdown(study, h)
+    lines += [f"{h} Results per strategy", "", markdown_table(main_table(study)), "",
+              _table_legend(study), ""]
+    trivial = baselines_table(study)
+    if len(trivial):
+        lines += [f"{h} Trivial baselines", "",
+                  "What a classifier scores on the test split without learning anything:", "",
+                  markdown_table(trivial, numeric=False), ""]
+    lines += [f"{h} Figures", ""]
+    for path, caption in figures:
+        lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
+    lines += [f"{h} Setup", "", *setup_lines(study, records), ""]
+    lines += [f"{h} How it was measured", "", *method_lines(study, records), "",
+              markdown_table(lr_table(study), numeric=False), ""]
+    lines += [f"{h} Caveats", "", *caveat_lines(study, records), ""]
+    return lines
+
+
+def _answers_markdown(study: Findings, h: str) -> list[str]:
+    a, name = study.answers, metric_name(study.metric)
+    lines = [f"{h} The answers", "",
+             f"Decision metric: test {name}. *Acceptable* means the 95 % interval of the paired "
+             f"difference from full fine-tuning lies above −{a.tolerance_points:g} points "
+             f"(established, not just the mean); *substantial* means at least "
+             f"{share(a.substantial_saving)} less training time, {a.cost_view} (see How it was "
+             "measured). Numbers are means over seeds on the test split, each strategy at its "
+             "learning rate chosen on validation.", "",
+             "**1. How much performance is sacrificed when layers are frozen, and what efficiency "
+             "is gained?**", ""]
+    if study.baseline:
+        lines += [f"- **{md_escape(k)}**: {v}." for k, v in a.performance_vs_efficiency.items()]
+    else:
+        lines.append("There are no completed `full` runs, so no loss or gain can be stated "
+                     "against full fine-tuning; the table gives absolute numbers.")
+    lines += ["", "**2. Which freezing strategy gives the best trade-off between performance and "
+                  "compute?**", "", md_escape(a.recommendation.text), "",
+              "**3. Can acceptable performance be kept while training time and resources drop "
+              "substantially?**", "", md_escape(a.keep_performance_text), ""]
+    return lines
+
+
+def _table_legend(study: Findings) -> str:
+    name = metric_name(study.metric)
+    text = (f"{name}, accuracy and F1 (of class 1) in percent: mean ± standard deviation over "
+            "the n seeds. ")
+    if study.baseline:
+        text += (f"Δ{name} vs full: the mean paired difference from full fine-tuning in points "
+                 "with its 95 % t-interval. Speed-up: full fine-tuning's training time divided by "
+                 "the strategy's, per seed, mean ± std; standalone counts one run from scratch "
+                 "(its frozen layers' forward over the training data included), in study "
+                 "shares each cache build among the runs that used it. Memory, FLOPs and cost: "
+                 "change relative to full fine-tuning in brackets.")
+    else:
+        text += "No completed full fine-tuning runs: no comparison columns."
+    return f"*{text}*"

@@ -1,0 +1,103 @@
+"""Records -> findings: the numbers and the answers of each (model, dataset) in a results folder.
+
+:func:`analyze` runs the numbers of :mod:`freezebench.report.analysis` for every (model, dataset)
+in the records and answers the study's questions for each (:mod:`freezebench.report.answers`),
+in one decision metric and one cost view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from freezebench.errors import FreezebenchError
+from freezebench.measure.quality import chance_scores, trivial_scores
+from freezebench.report.analysis import (
+    BASELINE,
+    aggregate,
+    choose_learning_rates,
+    compare_to_baseline,
+    order_strategies,
+    rate_scores,
+    training_curves,
+)
+from freezebench.report.answers import Answers, answer_questions
+from freezebench.report.frame import COST_VIEWS, METRICS, STUDY_KEY, records_to_frame
+
+DEFAULT_METRIC = "f1_macro"
+
+
+@dataclass
+class Findings:
+    """Everything the report says about one (model, dataset)."""
+
+    model: str
+    dataset: str
+    summary: pd.DataFrame
+    selected: pd.DataFrame
+    curves: pd.DataFrame
+    baseline: str | None
+    answers: Answers
+    metric: str = DEFAULT_METRIC
+    cost_view: str = "standalone"
+    baselines: dict[str, Any] = field(default_factory=dict)
+
+
+def analyze(
+    records: list[dict[str, Any]],
+    *,
+    metric: str = DEFAULT_METRIC,
+    cost_view: str = "standalone",
+    tolerance_points: float = 1.0,
+    substantial_saving: float = 0.30,
+    baseline: str = BASELINE,
+) -> list[Findings]:
+    """Choose rates, aggregate, compare and answer, once per (model, dataset) in ``records``."""
+    check_choices(metric, cost_view)
+    frame = records_to_frame(records)
+    chosen = choose_learning_rates(frame, metric)
+    if chosen.empty:
+        raise FreezebenchError("None of the runs completed, so there are no numbers to report.")
+    summary = compare_to_baseline(
+        aggregate(chosen, rate_scores(frame, metric), metric, cost_view), chosen, metric,
+        baseline)
+    studies = []
+    for (model, dataset), group in summary.groupby(STUDY_KEY, sort=True):
+        group = order_strategies(group, baseline)
+        has_base = bool((group["strategy_label"] == baseline).any())
+        runs = chosen[(chosen["model"] == model) & (chosen["dataset"] == dataset)]
+        mine = [r for r in records if r["id"] in set(runs["id"])]
+        studies.append(Findings(
+            model=model, dataset=dataset, summary=group, selected=runs,
+            curves=training_curves(records, runs, metric),
+            baseline=baseline if has_base else None,
+            answers=answer_questions(group, runs, metric=metric, cost_view=cost_view,
+                                     tolerance_points=tolerance_points,
+                                     substantial_saving=substantial_saving, baseline=baseline),
+            metric=metric, cost_view=cost_view, baselines=trivial_baselines(mine),
+        ))
+    return studies
+
+
+def check_choices(metric: str, cost_view: str) -> None:
+    """A metric the records hold (higher is better) and a known cost view, or a clear error."""
+    if metric not in METRICS:
+        raise FreezebenchError(f"Unknown metric '{metric}'. Choose one of: {', '.join(METRICS)}.")
+    if cost_view not in COST_VIEWS:
+        raise FreezebenchError(
+            f"Unknown cost view '{cost_view}'. Choose one of: {', '.join(COST_VIEWS)}.")
+
+
+def trivial_baselines(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What predicting one class for everything, and guessing at random, score on the test split
+    (from the class counts the records hold; empty when they hold none)."""
+    counts = next((c for r in records
+                   if (c := ((r.get("data") or {}).get("label_counts") or {}).get("test"))), None)
+    if not counts:
+        return {}
+    constant = trivial_scores(counts)
+    majority = max(counts, key=lambda name: counts[name])
+    return {"test_counts": counts, "majority_class": majority,
+            "majority": constant[majority], "constant": constant, "chance": chance_scores(counts)}

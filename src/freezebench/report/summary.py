@@ -1,0 +1,100 @@
+"""``summary.json``: the numbers the answers come from, for scripts and for comparing studies.
+
+Metric values are on a 0-1 scale; differences from full fine-tuning are in points (0-100 scale,
+as the report states them). One object per (model, dataset); a folder with one study writes that
+object alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from freezebench.report.findings import Findings
+from freezebench.results import write_text_atomic
+
+STUDY_FILE = "study.yaml"
+
+
+def study_metric(results_dir: str | Path) -> str | None:
+    """The decision metric the study in ``results_dir`` names (its ``study.yaml``), if any."""
+    path = Path(results_dir) / STUDY_FILE
+    if not path.is_file():
+        return None
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return values.get("metric") if isinstance(values, dict) else None
+
+
+def write_summary(studies: list[Findings], path: Path) -> Path:
+    """Write the studies' numbers as JSON (atomically) and return the path."""
+    payload: Any = [study_summary(s) for s in studies]
+    payload = payload[0] if len(payload) == 1 else payload
+    write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def study_summary(study: Findings) -> dict[str, Any]:
+    """One study's numbers (see the module docstring)."""
+    a = study.answers
+    return {
+        "model": study.model, "dataset": study.dataset, "metric": study.metric,
+        "cost_view": study.cost_view, "tolerance_points": a.tolerance_points,
+        "substantial_saving": a.substantial_saving,
+        "baselines": _baselines(study.baselines),
+        "strategies": [_strategy(row, a) for _, row in study.summary.iterrows()],
+        "recommendation": {"label": a.recommendation.strategy,
+                           "stability": _number(a.recommendation.stability)},
+        "acceptable_with_savings": {"answer": a.acceptable_with_savings,
+                                    "strategies": a.qualifying},
+    }
+
+
+def _baselines(found: dict[str, Any]) -> dict[str, Any]:
+    if not found:
+        return {}
+    return {metric: {"majority": found["majority"][metric],
+                     "per_class": {name: scores[metric]
+                                   for name, scores in found["constant"].items()},
+                     "chance": found["chance"][metric]}
+            for metric in ("accuracy", "f1", "f1_macro")}
+
+
+def _strategy(row: Any, answers: Any) -> dict[str, Any]:
+    label = row["strategy_label"]
+    return {
+        "label": label, "n_seeds": int(row["n"]), "seeds": [int(s) for s in row["seeds"]],
+        "learning_rate": float(row["learning_rate"]),
+        "learning_rates_tried": [float(x) for x in row["rates_tried"]],
+        "test": {"mean": _number(row["quality_mean"]), "std": _number(row["quality_std"])},
+        "test_accuracy": {"mean": _number(row["test_accuracy_mean"]),
+                          "std": _number(row["test_accuracy_std"])},
+        "delta_vs_full": {"mean": _number(row["delta_points"]),
+                          "ci95": [_number(row["delta_low"]), _number(row["delta_high"])],
+                          "pairs": int(row["pairs"]),
+                          "established": answers.established.get(label),
+                          "seeds_to_establish": answers.seeds_needed.get(label)},
+        "speedup": {view: _number(row[f"speedup_{view}"]) for view in ("standalone", "study")},
+        "speedup_std": {view: _number(row[f"speedup_{view}_std"])
+                        for view in ("standalone", "study")},
+        "train_seconds": {view: _number(row[f"{view}_seconds_mean"])
+                          for view in ("standalone", "study")},
+        "train_flops": {view: _number(row[f"{view}_flops_mean"])
+                        for view in ("standalone", "study")},
+        "cost_usd": {view: _number(row[f"{view}_cost_mean"]) for view in ("standalone", "study")},
+        "peak_memory_bytes": _number(row["memory_bytes_mean"]),
+        "peak_memory_bytes_std": _number(row["memory_bytes_std"]),
+        "trainable_params": _number(row["trainable_mean"]),
+        "collapsed_runs": int(row["collapsed_runs"]),
+    }
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number, or null for a missing one (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,119 @@
+"""The report's tables as display-ready text: one row per strategy, or per failed run.
+
+Format-neutral frames of strings: the Markdown report and the CLI's printed tables share them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from freezebench.report.findings import Findings
+from freezebench.report.formatting import (
+    MISSING,
+    count_text,
+    known,
+    mean_std_text,
+    metric_name,
+    percent_text,
+    quantity_text,
+    ratio_text,
+    saving_words,
+    signed,
+    usd_text,
+)
+
+
+def main_table(study: Findings) -> pd.DataFrame:
+    """One row per strategy with every number of the report, formatted for reading."""
+    base, name = study.baseline, metric_name(study.metric)
+    view = "standalone" if study.cost_view == "standalone" else "in study"
+    rows = []
+    for r in study.summary.itertuples():
+        row = {
+            "Strategy": r.strategy_label,
+            "Trainable params": f"{count_text(r.trainable_mean)} "
+                                f"({percent_text(r.trainable_percent_mean)} %)",
+            f"Test {name} (%)": mean_std_text(r.quality_mean, r.quality_std, r.n),
+            f"Δ{name} vs full, 95 % CI": _delta(r, base) if base else None,
+            "Test accuracy (%)": mean_std_text(r.test_accuracy_mean, r.test_accuracy_std, r.n),
+            "Test F1 (%)": (mean_std_text(r.test_f1_mean, r.test_f1_std, r.n)
+                            if study.metric != "f1" else None),
+            f"Training time ({view})": quantity_text(r.seconds_mean, "time"),
+            "Speed-up standalone": _speedup(r, "standalone", base),
+            "Speed-up in study": _speedup(r, "study", base),
+            "Peak memory": quantity_text(r.memory_mb_mean, "memory")
+                           + _saving(r, "memory", base),
+            f"Training FLOPs ({view})": quantity_text(r.flops_mean, "flops")
+                                        + _saving(r, "flops", base),
+            f"Cost (USD, {view})": usd_text(r.cost_mean) + _saving(r, "cost", base),
+            "Collapsed runs": f"{r.collapsed_runs} of {r.n}",
+        }
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return pd.DataFrame(rows)
+
+
+def _delta(r: Any, base: str) -> str:
+    if r.strategy_label == base:
+        return "baseline"
+    if not known(r.delta_low):
+        return f"{signed(r.delta_points)} pts (no interval)"
+    return f"{signed(r.delta_points)} [{signed(r.delta_low)}, {signed(r.delta_high)}] pts"
+
+
+def _speedup(r: Any, view: str, base: str | None) -> str | None:
+    if not base:
+        return None
+    value, spread = getattr(r, f"speedup_{view}"), getattr(r, f"speedup_{view}_std")
+    if not known(value):
+        return MISSING
+    return ratio_text(value) + (f" ± {spread:.2f}" if known(spread) else "")
+
+
+def _saving(r: Any, measure: str, base: str | None) -> str:
+    value = getattr(r, f"{measure}_saving_percent")
+    if not base or r.strategy_label == base or not known(value):
+        return ""
+    return f" ({saving_words(value, measure)})"
+
+
+def baselines_table(study: Findings) -> pd.DataFrame:
+    """What trivial predictors score on the test split, in the metrics the report shows."""
+    found = study.baselines
+    if not found:
+        return pd.DataFrame()
+    rows = [("Chance (each class guessed equally often)", found["chance"])]
+    rows += [(f"Always '{name}'" + (" (majority class)" if name == found["majority_class"]
+                                   else ""), scores)
+             for name, scores in found["constant"].items()]
+    columns = ["accuracy", "f1", "f1_macro"]
+    return pd.DataFrame([{"Predictor": label, **{f"Test {metric_name(m)} (%)":
+                                                 f"{100 * scores[m]:.1f}" for m in columns}}
+                         for label, scores in rows])
+
+
+def lr_table(study: Findings) -> pd.DataFrame:
+    """Per strategy, the learning rates tried and the one chosen on validation."""
+    rows = []
+    for r in study.summary.itertuples():
+        tried = ", ".join(f"{x:g}" for x in sorted(r.rates_tried))
+        rows.append({"Strategy": r.strategy_label, "Learning rates tried": tried,
+                     "Rates": len(r.rates_tried), "Chosen on validation": f"{r.learning_rate:g}",
+                     "Seeds": ", ".join(str(int(s)) for s in r.seeds)})
+    return pd.DataFrame(rows)
+
+
+def failures_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Runs that failed or were cancelled, with their error."""
+    rows = [{"Run": r["id"], "Status": r.get("status"), "Error": error_text(r)}
+            for r in records if r.get("status") != "completed"]
+    return pd.DataFrame(rows, columns=["Run", "Status", "Error"])
+
+
+def error_text(record: dict[str, Any]) -> str:
+    """A record's error in one line: type, message and step, cut at 300 characters."""
+    error = record.get("error") or {}
+    step = f" (step {error['step']})" if error.get("step") is not None else ""
+    text = f"{error.get('type', 'unknown error')}: {error.get('message', '')}{step}"
+    return text if len(text) <= 300 else text[:297] + "..."

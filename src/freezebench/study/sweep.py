@@ -1,0 +1,154 @@
+"""Run a study: expand it, skip the runs already completed, hand the rest to an executor.
+
+A sweep is re-runnable: run the same command again after a crash, a Ctrl-C or a kill and it does
+only what is missing. Completed records are kept; failed and cancelled runs are redone; a record
+file that cannot be read (cut short, not JSON) is moved aside to ``<name>.corrupt-<time>`` (never
+deleted) and its run redone. The resolved study is saved as ``<output_dir>/study.yaml``.
+
+A run that cannot write its record (disk full, quota, read-only folder) stops the sweep with a
+:class:`~freezebench.errors.StorageError`: every later run would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from freezebench import results
+from freezebench.engine.distributed import launched_processes
+from freezebench.errors import ConfigError, StorageError
+from freezebench.record import RunRecord, run_id
+from freezebench.study.config import StudyConfig, expand, resolve_aliases
+from freezebench.study.executors import Executor, LocalExecutor
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "study.yaml"
+_STUDY_HEADER = ("# The resolved study of this results folder, written by `freezebench sweep`.\n"
+                 "# `freezebench sweep --config <this file>` resumes it.\n")
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep planned and what became of it."""
+
+    planned: int
+    skipped: int
+    output_dir: str
+    completed: int = 0
+    failed: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+
+    def add(self, record: RunRecord) -> None:
+        if record.completed:
+            self.completed += 1
+        else:
+            self.failed += 1
+            self.failed_ids.append(record.id)
+
+    def __str__(self) -> str:
+        return (f"{self.planned} runs planned: {self.skipped} already completed (skipped), "
+                f"{self.completed} completed, {self.failed} failed. Results in {self.output_dir}")
+
+
+def run_sweep(
+    study: StudyConfig,
+    *,
+    executor: Executor | None = None,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> SweepSummary:
+    """Run every run of ``study`` that has no completed record yet; see the module docstring.
+
+    ``progress`` shows a bar (on a terminal only) and prints one line per finished run.
+    Ctrl-C stops the sweep (the current run is recorded as cancelled) and re-raises.
+    """
+    if launched_processes() > 1:
+        raise ConfigError(
+            "freezebench sweep runs each run in one process; it cannot run under torchrun or "
+            "accelerate launch (those are for one run: freezebench run). To use several GPUs "
+            "for a study, run it with --executor ray --gpus-per-run 1.")
+    if output_dir is not None:
+        study = study.model_copy(update={"output_dir": str(output_dir)})
+    study = resolve_aliases(study)
+    configs = expand(study)
+    out = study.results_dir()
+    quarantine_unreadable(out)
+    write_study(study, out)
+    done = results.completed_ids(out)
+    pending = [config for config in configs if run_id(config) not in done]
+    summary = SweepSummary(planned=len(configs), skipped=len(configs) - len(pending),
+                           output_dir=out)
+    _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
+                   f"already completed, {len(pending)} to run -> {out}")
+    with tqdm(total=len(pending), desc=f"sweep {study.name}", unit="run",
+              disable=None if progress else True, file=sys.stderr) as bar:
+
+        def on_result(record: RunRecord) -> None:
+            summary.add(record)
+            bar.update(1)
+            done_now = summary.completed + summary.failed
+            _say(progress, f"[{done_now}/{len(pending)}] {record.summary_line()}")
+            if record.error is not None and record.error.type == StorageError.__name__:
+                raise StorageError(record.error.message)
+
+        try:
+            (executor or LocalExecutor()).execute(pending, on_result)
+        except KeyboardInterrupt:
+            logger.warning("Sweep interrupted after %d of %d runs; run the same command again "
+                           "to resume it.", summary.completed + summary.failed, len(pending))
+            raise
+    return summary
+
+
+def quarantine_unreadable(output_dir: str | Path) -> list[Path]:
+    """Move record files that cannot be read to ``<name>.corrupt-<time>``; return the new paths."""
+    _, bad = results.scan_records(output_dir)
+    moved = []
+    for item in bad:
+        target = _free_name(item.path, f"corrupt-{_stamp()}")
+        item.path.replace(target)
+        logger.warning("Record %s is unreadable (%s); moved it to %s, its run will be redone.",
+                       item.path, item.reason, target.name)
+        moved.append(target)
+    return moved
+
+
+def write_study(study: StudyConfig, output_dir: str | Path) -> Path:
+    """Save the resolved study as ``study.yaml`` (a different earlier one is moved aside)."""
+    path = Path(output_dir) / STUDY_FILE
+    values = study.model_dump(mode="json", exclude_none=True)
+    for entry, source in zip(values["strategies"], study.strategies, strict=True):
+        entry["learning_rates"] = list(source.learning_rates or study.learning_rates)
+    text = _STUDY_HEADER + yaml.safe_dump(values, sort_keys=False)
+    if path.is_file() and path.read_text(encoding="utf-8") != text:
+        previous = _free_name(path, f"previous-{_stamp()}")
+        path.replace(previous)
+        logger.warning("The study in %s changed; the earlier %s is kept as %s.",
+                       output_dir, STUDY_FILE, previous.name)
+    results.write_text_atomic(path, text)
+    return path
+
+
+def _free_name(path: Path, suffix: str) -> Path:
+    target = path.with_name(f"{path.name}.{suffix}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.{suffix}-{number}")
+    return target
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _say(enabled: bool, line: str) -> None:
+    if enabled:
+        tqdm.write(line, file=sys.stdout)
