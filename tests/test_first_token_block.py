@@ -1,9 +1,8 @@
-"""The last block computed at the first tokens alone: same logits and gradients, less arithmetic,
-and FLOP counts that say so."""
+"""The last block computed at the first tokens alone: same logits and gradients, less arithmetic
+(its FLOP count: tests/test_flops.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -11,7 +10,6 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from freezebench.engine.batching import Batch, Packing, forward_logits
-from freezebench.measure.flops import UnitCost, train_flops
 from freezebench.model.dropout import use_numpy_dropout
 from freezebench.model.first_token import FirstTokens
 from freezebench.model.layer_map import build_layer_map
@@ -156,35 +154,3 @@ def test_first_tokens_cut_a_packed_mask_to_each_examples_query_row():
     assert FirstTokens().mask_rows(padded).shape == (2, 1, 1, 5)
     assert FirstTokens().mask_rows(None) is None
 
-
-def _units(key_value: int | None, block0_trainable: int) -> list[UnitCost]:
-    return [UnitCost("embeddings", 50, 0, per_token=True, attention=False, lookup=True),
-            UnitCost("blocks[0]", 100, block0_trainable, per_token=True, attention=True),
-            UnitCost("blocks[1]", 100, 100, per_token=True, attention=True,
-                     key_value_params=key_value),
-            UnitCost("head", 10, 10, per_token=False, attention=False)]
-
-
-def test_flops_count_the_cut_block_at_its_keys_and_values_per_token():
-    lengths = np.array([3, 5])  # 8 tokens, 2 sequences, 34 attention pairs
-    # block 0: 2*100*8 + 4*34*4 = 2144 forward; it is the lowest trainable unit: x2
-    # block 1 cut: 2*20*8 + 2*80*2 + 4*8*4 = 768 forward (whole: 2144); trains fully: x3
-    # head: 2*10*2 = 40 forward, x3
-    flops = train_flops(_units(20, 100), lengths, hidden_size=4, epochs=1, prefix_units=0,
-                        cached=False)
-    assert flops == {"train_flops": 2 * 2144 + 3 * 768 + 3 * 40,
-                     "train_flops_naive": 2 * 2144 + 3 * 2144 + 3 * 40,
-                     "cache_build_flops": 0.0}
-    uncut = train_flops(_units(None, 100), lengths, hidden_size=4, epochs=2, prefix_units=0,
-                        cached=False)
-    assert uncut["train_flops"] == uncut["train_flops_naive"] == 2 * (2 * 2144 + 3 * 2144 + 120)
-
-
-def test_flops_of_a_cached_prefix_below_the_cut_block():
-    lengths = np.array([3, 5])
-    flops = train_flops(_units(20, 0), lengths, hidden_size=4, epochs=3, prefix_units=2,
-                        cached=True)
-    # block 1 is now the lowest trainable unit: x2; block 0 runs once, into the cache
-    assert flops == {"train_flops": 3 * (2 * 768 + 3 * 40),
-                     "train_flops_naive": 3 * (2144 + 2 * 2144 + 3 * 40),
-                     "cache_build_flops": 2144.0}

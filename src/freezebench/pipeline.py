@@ -41,7 +41,7 @@ from freezebench.env import environment
 from freezebench.errors import StorageError, TrainingError
 from freezebench.failures import explain_failure
 from freezebench.measure.efficiency import CacheUse, efficiency
-from freezebench.measure.flops import UnitCost, train_flops, unit_costs
+from freezebench.measure.flops import UnitCost, scheduled_train_flops, train_flops, unit_costs
 from freezebench.measure.memory import PeakMemory, memory_use
 from freezebench.measure.quality import classification_metrics
 from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
@@ -182,8 +182,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> R
     with PeakMemory(device) as memory:
         outcome = _train(context, prepared, staged, boundary)
     test_metrics, test_seconds = _evaluate(context, prepared, staged, "test", boundary)
-    flops = train_flops(units, prepared.inputs["train"].lengths, model.config.hidden_size,
-                        config.num_train_epochs, prefix_units=boundary, cached=use_cache)
+    flops = _train_flops(prepared, units, boundary, use_cache, config.num_train_epochs)
     tensors = memory_use(model, plan.ever_trainable(),
                          optimizer_state_bytes=outcome.optimizer_state_bytes,
                          activations_bytes=outcome.activations_bytes,
@@ -206,6 +205,20 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> R
         "env": Environment(**environment(device)),
         "saved_model": _save_model(context, prepared, model, started.id),
     })
+
+
+def _train_flops(prepared: Prepared, units: list[UnitCost], boundary: int, cached: bool,
+                 epochs: int) -> dict[str, float]:
+    """The run's FLOPs; a schedule's stages each with their own trainable set and prefix."""
+    model, plan, lengths = prepared.model, prepared.plan, prepared.inputs["train"].lengths
+    if not plan.schedule:
+        return train_flops(units, lengths, model.config.hidden_size, epochs,
+                           prefix_units=boundary, cached=cached)
+    starts = [0.0, *(start for start, _ in plan.schedule), 1.0]
+    cut = computes_first_token_only(model)
+    stages = [(end - begin, unit_costs(model, prepared.layer_map, plan.trainable_at(begin), cut))
+              for begin, end in zip(starts, starts[1:], strict=False)]
+    return scheduled_train_flops(stages, lengths, model.config.hidden_size, epochs)
 
 
 def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:

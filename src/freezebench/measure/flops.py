@@ -147,6 +147,22 @@ def train_flops(
     }
 
 
+def scheduled_train_flops(stages: list[tuple[float, list[UnitCost]]], lengths: np.ndarray,
+                          hidden_size: int, epochs: int) -> dict[str, float]:
+    """FLOPs of a run whose trainable set changes (gradual unfreezing): each stage's count,
+    weighted by its share of the steps. A stage's frozen prefix is its leading units that do not
+    train; schedules never read the cache."""
+    total = {"train_flops": 0.0, "train_flops_naive": 0.0, "cache_build_flops": 0.0}
+    for share, units in stages:
+        prefix = next((i for i, u in enumerate(units) if u.trainable or not u.per_token),
+                      len(units))
+        part = train_flops(units, lengths, hidden_size, epochs, prefix_units=prefix,
+                           cached=False)
+        for key in total:
+            total[key] += share * part[key]
+    return total
+
+
 def pass_flops(units: list[UnitCost], positions: Positions, hidden_size: int, *,
                prefix_units: int, whole: bool = False) -> tuple[float, float]:
     """One training pass over ``positions``: ``(the frozen prefix's forward, the rest's forward
