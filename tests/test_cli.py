@@ -87,3 +87,16 @@ def test_version_prints_the_installed_version():
     result = freezebench("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"freezebench {metadata.version('freezebench')}"
+
+
+def test_report_names_a_bad_metric_and_exits_2(tmp_path):
+    from .fixtures.records import build
+
+    build.write_records(tmp_path, build.study_records())
+    result = freezebench("report", str(tmp_path), "--metric", "auc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Unknown metric 'auc'. Choose one of: accuracy, f1, f1_macro" in result.stderr
+    assert not (tmp_path / "report.md").exists()
+    result = freezebench("report", str(tmp_path), "--cost-view", "study")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["cost_view"] == "study"

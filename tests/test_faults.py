@@ -193,7 +193,8 @@ def test_ctrl_c_records_the_current_run_as_cancelled_and_resume_redoes_it(
     assert "Traceback" not in stderr
     [record] = stored(values["output_dir"])
     assert record["id"] == planned[0] and record["status"] == "cancelled"
-    assert record["error"] == {"type": "KeyboardInterrupt", "message": "Interrupted by the user."}
+    assert record["error"] == {"type": "KeyboardInterrupt", "message": "Interrupted by the user.",
+                               "step": None}
 
     again = subprocess.run(sweep_command(study_file), env=child_env(hf_cache), cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
@@ -210,7 +211,7 @@ def test_ctrl_c_records_the_current_run_as_cancelled_and_resume_redoes_it(
 _LIMITED = """
 import re, resource, sys
 import datasets, peft, sklearn.metrics, torch, transformers
-import freezebench.cli, freezebench.pipeline, freezebench.sweep
+import freezebench.cli, freezebench.pipeline, freezebench.study.sweep
 status = open("/proc/self/status").read()
 size = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024 + int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (size, size))
@@ -323,7 +324,10 @@ def test_full_disk_while_saving_a_model_fails_cleanly(tiny_model_dirs, sentiment
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"error: Could not write '{out}': [Errno 27] File too large." in result.stderr
-    assert list(runs_dir(out).iterdir()) == []  # not even a failed record fits: none shows
+    # the failed record holds no measurement, so it is small enough to be written
+    [path] = runs_dir(out).iterdir()
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["error"]["type"] == "StorageError"
 
 
 # ---------------------------------------------------------------------------------------- NaN
@@ -355,6 +359,6 @@ def test_a_nan_in_the_weights_stops_the_run_at_the_step_it_appears(
         run(config)
     assert info.value.step == 4
     [record] = scan_records(config.output_dir)[0]
-    assert record["status"] == "failed" and record["history"] == []
-    assert record["error"]["type"] == "TrainingError" and record["error"]["step"] == 4
-    assert "Lower the learning rate" in record["error"]["message"]
+    assert record.status == "failed" and record.history == []
+    assert record.error.type == "TrainingError" and record.error.step == 4
+    assert "Lower the learning rate" in record.error.message

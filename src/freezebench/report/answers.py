@@ -31,7 +31,12 @@ from freezebench.report.formatting import (
     signed,
     speed_words,
 )
-from freezebench.report.uncertainty import bootstrap_agreement, seeds_to_establish, t_interval
+from freezebench.report.uncertainty import (
+    MAX_SEEDS,
+    bootstrap_agreement,
+    seeds_to_establish,
+    t_interval,
+)
 
 # Thresholds compare rounded-looking numbers (a drop of exactly 1.0 point is "within 1.0 point").
 _EPS = 1e-9
@@ -283,7 +288,7 @@ def _delta_words(r: pd.Series) -> str:
 def _time_words(r: pd.Series, context: _Context) -> str:
     view, other = context.cost_view, _OTHER_VIEW[context.cost_view]
     spread = r[f"speedup_{view}_std"]
-    main = speed_words(r[f"speedup_{view}"]) + (f" (± {spread:.1f})" if finite(spread) else "")
+    main = speed_words(r[f"speedup_{view}"]) + (f" (± {spread:.2f})" if finite(spread) else "")
     text = f"{main} training, {_VIEW_WORDS[view]}"
     if finite(r[f"speedup_{other}"]):
         text += f"; {speed_words(r[f'speedup_{other}'])} {_VIEW_WORDS[other]}"
@@ -293,6 +298,8 @@ def _time_words(r: pd.Series, context: _Context) -> str:
 def _seeds_words(needed: int | None) -> str:
     if needed is None:
         return ""
+    if needed > MAX_SEEDS:
+        return f"; even {MAX_SEEDS} seeds would not establish it at the observed spread"
     return f"; about {needed} seeds would establish it at the observed spread"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from freezebench.report.findings import Findings
+from freezebench.report.uncertainty import MAX_SEEDS
 from freezebench.results import write_text_atomic
 
 STUDY_FILE = "study.yaml"
@@ -76,7 +77,7 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
                           "ci95": [_number(row["delta_low"]), _number(row["delta_high"])],
                           "pairs": int(row["pairs"]),
                           "established": answers.established.get(label),
-                          "seeds_to_establish": answers.seeds_needed.get(label)},
+                          "seeds_to_establish": _seeds(answers.seeds_needed.get(label))},
         "speedup": {view: _number(row[f"speedup_{view}"]) for view in ("standalone", "study")},
         "speedup_std": {view: _number(row[f"speedup_{view}_std"])
                         for view in ("standalone", "study")},
@@ -90,6 +91,12 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
         "trainable_params": _number(row["trainable_mean"]),
         "collapsed_runs": int(row["collapsed_runs"]),
     }
+
+
+def _seeds(needed: int | None) -> int | None:
+    """Seeds that would establish acceptability; null when none would (or more than the
+    search's limit)."""
+    return needed if needed is not None and needed <= MAX_SEEDS else None
 
 
 def _number(value: Any) -> float | None:

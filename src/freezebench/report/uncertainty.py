@@ -35,7 +35,8 @@ def _t(n: int) -> float:
 
 def seeds_to_establish(mean: float, std: float, tolerance: float) -> int | None:
     """The fewest seeds whose 95 % interval's lower bound reaches ``-tolerance``, if the mean
-    and spread stayed as observed; None when the mean itself is not above ``-tolerance``."""
+    and spread stayed as observed; None when the mean itself is not above ``-tolerance``, and
+    ``MAX_SEEDS + 1`` when more than ``MAX_SEEDS`` would be needed."""
     margin = mean + tolerance
     if not math.isfinite(margin) or margin <= 0:
         return None
@@ -44,7 +45,7 @@ def seeds_to_establish(mean: float, std: float, tolerance: float) -> int | None:
     for n in range(2, MAX_SEEDS + 1):
         if _t(n) * std / math.sqrt(n) <= margin:
             return n
-    return None
+    return MAX_SEEDS + 1
 
 
 def bootstrap_agreement(seeds: int, decide: Callable[[np.ndarray], str], observed: str, *,
