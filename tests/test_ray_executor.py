@@ -98,6 +98,12 @@ def test_ray_sweep_writes_the_records_of_the_local_sweep(local_ray, values, tmp_
             for key in ("accuracy", "f1", "loss"):
                 assert mine["metrics"]["test"][key] == pytest.approx(
                     theirs["metrics"]["test"][key], rel=1e-5, abs=1e-6)
+            # what Tune saw of the trial: validation, never test
+            trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{rid}"))
+            [reported] = [json.loads(line) for line in
+                          (trial_dir / "result.json").read_text().splitlines() if line]
+            assert reported["validation_f1_macro"] == mine["metrics"]["validation"]["f1_macro"]
+            assert not [key for key in reported if "test" in key]
         else:  # a user mistake fails the same way every time: recorded once, not retried
             assert mine["error"]["type"] == theirs["error"]["type"] == "StrategyError"
             trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{rid}"))

@@ -154,6 +154,7 @@ def test_summary_json_holds_the_numbers_the_answers_come_from(report):
     assert k4["test"]["mean"] == pytest.approx((0.848 + 0.850 + 0.852) / 3 + 0.002)
     low, high = k4["delta_vs_full"]["ci95"]
     assert low < k4["delta_vs_full"]["mean"] < high
+    assert k4["delta_vs_full"]["mean"] == pytest.approx(-0.005, abs=1e-9)  # 0-1 scale: -0.5 pts
     assert k4["speedup"]["standalone"] == pytest.approx(1.52, abs=0.01)
     assert set(k4["train_flops"]) == {"standalone", "study"}
     assert k4["peak_memory_bytes"] == pytest.approx(3650 * 2**20, rel=1e-6)

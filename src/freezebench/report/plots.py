@@ -146,8 +146,8 @@ def _tradeoff_legend(limit: float | None, tolerance: float | None, baseline: str
                       label="dominated (another strategy is better and cheaper)")]
     if limit is not None:
         handles.append(Line2D([], [], ls=":", color=_ACCEPT,
-                              label=f"acceptable: within {points_word(tolerance)} of "
-                                    f"{plain(baseline)}"))
+                              label=f"{points_word(tolerance)} below {plain(baseline)}'s mean "
+                                    "(acceptable: the paired 95 % interval clears it)"))
     return handles
 
 

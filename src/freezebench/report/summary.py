@@ -1,8 +1,8 @@
 """``summary.json``: the numbers the answers come from, for scripts and for comparing studies.
 
-Metric values are on a 0-1 scale; differences from full fine-tuning are in points (0-100 scale,
-as the report states them). One object per (model, dataset); a folder with one study writes that
-object alone.
+Metric values, and their differences from full fine-tuning, are on a 0-1 scale (the report states
+the differences in points, 0-100). One object per (model, dataset); a folder with one study writes
+that object alone.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
         "test": {"mean": _number(row["quality_mean"]), "std": _number(row["quality_std"])},
         "test_accuracy": {"mean": _number(row["test_accuracy_mean"]),
                           "std": _number(row["test_accuracy_std"])},
-        "delta_vs_full": {"mean": _number(row["delta_points"]),
-                          "ci95": [_number(row["delta_low"]), _number(row["delta_high"])],
+        "delta_vs_full": {"mean": _fraction(row["delta_points"]),
+                          "ci95": [_fraction(row["delta_low"]), _fraction(row["delta_high"])],
                           "pairs": int(row["pairs"]),
                           "established": answers.established.get(label),
                           "seeds_to_establish": _seeds(answers.seeds_needed.get(label))},
@@ -97,6 +97,11 @@ def _seeds(needed: int | None) -> int | None:
     """Seeds that would establish acceptability; null when none would (or more than the
     search's limit)."""
     return needed if needed is not None and needed <= MAX_SEEDS else None
+
+
+def _fraction(points: Any) -> float | None:
+    value = _number(points)
+    return None if value is None else value / 100
 
 
 def _number(value: Any) -> float | None:

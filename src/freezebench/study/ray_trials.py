@@ -56,8 +56,11 @@ def run_trial(params: dict[str, Any]) -> None:
             record = run(config)
         except FreezebenchError as exc:
             record = failed_record(config, exc)
+    # Tune sees validation only: a scheduler or searcher a user plugs in must never pick on test
+    validation = record.metrics.validation if record.metrics else None
     tune.report({"status": record.status.value,
-                 "test_f1": record.metrics.test.f1 if record.metrics else -1.0})
+                 **{f"validation_{m}": getattr(validation, m) if validation else -1.0
+                    for m in ("f1_macro", "accuracy", "f1")}})
 
 
 def _quiet_libraries() -> None:
