@@ -100,3 +100,32 @@ def test_report_names_a_bad_metric_and_exits_2(tmp_path):
     result = freezebench("report", str(tmp_path), "--cost-view", "study")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["cost_view"] == "study"
+
+
+def test_sweep_dry_run_lists_the_plan_as_json_and_writes_nothing(tiny_model_dirs,
+                                                                sentiment_folder, tmp_path):
+    out = tmp_path / "results"
+    study = tmp_path / "study.yaml"
+    study.write_text(f"name: plan\nmodel: {tiny_model_dirs['bert']}\ndataset: {sentiment_folder}\n"
+                     "seeds: [1, 2]\nlearning_rates: [1.0e-3]\n"
+                     "strategies: [full, {name: bottom, params: {k: [1, 2]}}]\n"
+                     f"output_dir: {out}\n")
+    result = freezebench("sweep", "--config", str(study), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [(r["strategy_label"], r["seed"]) for r in plan] == [
+        ("full", 1), ("bottom(k=1)", 1), ("bottom(k=2)", 1),
+        ("full", 2), ("bottom(k=1)", 2), ("bottom(k=2)", 2)]
+    assert {r["status"] for r in plan} == {"pending"} and not out.exists()
+    # after one run has completed, the plan says so
+    first = plan[0]
+    done = freezebench("run", "--model", tiny_model_dirs["bert"], "--dataset",
+                       str(sentiment_folder), "--learning-rate", "1e-3", "--seed", "1",
+                       "--output-dir", str(out))
+    assert done.returncode == 0, done.stderr
+    again = json.loads(freezebench("sweep", "--config", str(study), "--dry-run",
+                                   "--json").stdout)
+    assert {r["id"]: r["status"] for r in again}[first["id"]] == "done"
+    report = freezebench("report", str(out), "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["strategies"][0]["label"] == "full"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -196,14 +197,23 @@ def sweep(
     max_retries: Annotated[int | None, typer.Option(
         help="Ray only: retries of a run that crashes, not of one failing on bad input "
              "(default: 1).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the planned runs (done or pending) and run nothing.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")
+                           ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a study (strategies x parameters x seeds x learning rates); finished runs are skipped."""
     from freezebench.study.config import load_study
     from freezebench.study.executors import get_executor
-    from freezebench.study.sweep import run_sweep
+    from freezebench.study.sweep import plan_sweep, run_sweep
 
     _verbose(verbose)
+    if dry_run:
+        _print_plan(plan_sweep(load_study(config, output_dir=output_dir)), json_output)
+        return
+    if json_output:
+        raise FreezebenchError("--json goes with --dry-run (a sweep prints one line per run).")
     options = {"ray_address": ray_address, "cpus_per_run": cpus_per_run,
                "gpus_per_run": gpus_per_run, "max_concurrent_runs": max_concurrent_runs,
                "max_retries": max_retries}
@@ -215,6 +225,20 @@ def sweep(
                           "records hold the error; the same command retries them)", style="red",
                           markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _print_plan(plan: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plan, indent=2))
+        return
+    table = Table(title=f"{len(plan)} runs planned, "
+                        f"{sum(r['status'] == 'pending' for r in plan)} pending", show_header=True)
+    for column in ("id", "strategy", "lr", "seed", "status"):
+        table.add_column(column)
+    for r in plan:
+        table.add_row(r["id"], r["strategy_label"], f"{r['learning_rate']:g}", str(r["seed"]),
+                      r["status"])
+    console.print(table)
 
 
 @app.command()
@@ -233,6 +257,8 @@ def report(
              "minus this many points of the metric.")] = 1.0,
     substantial_saving: Annotated[float, typer.Option(
         help="Substantial: at least this share of training time saved (0-1).")] = 0.30,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print summary.json instead of the headline table.")] = False,
 ) -> None:
     """Write report.md, a self-contained report.html and summary.json from the records alone."""
     from freezebench.report.document import summary_table, write_report
@@ -242,6 +268,9 @@ def report(
             f"--substantial-saving {substantial_saving} must be between 0 and 1.")
     paths = write_report(results_dir, output_dir=output_dir, metric=metric, cost_view=cost_view,
                          tolerance_points=tolerance_points, substantial_saving=substantial_saving)
+    if json_output:
+        print(paths.summary.read_text(encoding="utf-8"), end="")
+        return
     _print_frame(summary_table(paths.findings), "headline")
     console.print(f"report: {paths.markdown}\n        {paths.html}\n        {paths.summary}")
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm.auto import tqdm
@@ -24,6 +25,7 @@ from freezebench import results
 from freezebench.engine.distributed import launched_processes
 from freezebench.errors import ConfigError, StorageError
 from freezebench.record import RunRecord, run_id
+from freezebench.strategies import strategy_label
 from freezebench.study.config import StudyConfig, expand, resolve_aliases
 from freezebench.study.executors import Executor, LocalExecutor
 
@@ -105,6 +107,21 @@ def run_sweep(
                            "to resume it.", summary.completed + summary.failed, len(pending))
             raise
     return summary
+
+
+def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None
+               ) -> list[dict[str, Any]]:
+    """What ``run_sweep`` would do, reading only: every planned run with its id, strategy label,
+    parameters, learning rate, seed and whether its completed record exists (done) or not."""
+    if output_dir is not None:
+        study = study.model_copy(update={"output_dir": str(output_dir)})
+    study = resolve_aliases(study)
+    done = results.completed_ids(study.results_dir())
+    return [{"id": run_id(config), "strategy": config.strategy,
+             "strategy_label": strategy_label(config.strategy, config.strategy_params),
+             "strategy_params": config.strategy_params, "learning_rate": config.learning_rate,
+             "seed": config.seed, "status": "done" if run_id(config) in done else "pending"}
+            for config in expand(study)]
 
 
 def quarantine_unreadable(output_dir: str | Path) -> list[Path]:
