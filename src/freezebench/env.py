@@ -73,5 +73,18 @@ def environment(device: torch.device) -> dict:
         "freezebench": __version__,
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
+        **accelerator(),
         **versions,
     }
+
+
+def accelerator() -> dict:
+    """What a GPU user needs to reproduce: CUDA and cuDNN versions, the driver, how many GPUs
+    (None on a machine without CUDA)."""
+    if not torch.cuda.is_available():
+        return {"cuda": None, "cudnn": None, "nvidia_driver": None, "gpu_count": 0}
+    from torch.utils import collect_env
+
+    return {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "nvidia_driver": collect_env.get_nvidia_driver_version(collect_env.run),
+            "gpu_count": torch.cuda.device_count()}

@@ -217,6 +217,11 @@ class Environment(BaseModel):
     git_commit: str | None = Field(description="the freezebench checkout's commit (null when "
                                                "installed from a package)")
     git_dirty: bool | None = Field(description="tracked files differed from that commit")
+    cuda: str | None = Field(None, description="CUDA version torch was built with (null "
+                                               "without a GPU)")
+    cudnn: int | None = Field(None, description="cuDNN version")
+    nvidia_driver: str | None = Field(None, description="the NVIDIA driver's version")
+    gpu_count: int | None = Field(None, description="GPUs this process could see")
 
 
 class RunRecord(_Block):

