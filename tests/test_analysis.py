@@ -276,3 +276,73 @@ def test_export_round_trips(tmp_path, suffix):
 def test_export_refuses_unknown_formats(tmp_path):
     with pytest.raises(FreezebenchError, match=r"\.csv or \.parquet"):
         export_records(records_to_frame(build.study_records()), tmp_path / "runs.xlsx")
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def test_the_recommendation_agrees_with_question_3_when_a_strategy_misses_a_seed():
+    full = [metric_record("full", seed=s, test=t, seconds=100.0)
+            for s, t in zip(SEEDS, (0.80, 0.84, 0.88), strict=True)]
+    close = [metric_record("bottom", seed=s, test=t - 0.001, seconds=60.0)
+             for s, t in zip(SEEDS, (0.80, 0.84, 0.88), strict=True)]
+    partial = [metric_record("lora", seed=s, test=0.5, seconds=50.0) for s in SEEDS[:2]]
+    answers = study_of(full + close + partial).answers
+    assert answers.acceptable_with_savings is True and answers.qualifying == ["bottom"]
+    assert answers.recommendation.strategy == "bottom"
+    assert "not established" not in answers.recommendation.text
+
+
+def test_a_seed_run_twice_is_averaged_not_a_crash():
+    full = [metric_record("full", seed=s, test=0.85) for s in SEEDS]
+    head = [metric_record("head", seed=s, test=0.70, seconds=10.0) for s in SEEDS]
+    again = metric_record("head", seed=1, test=0.74, seconds=10.0)
+    again["id"] += "-again"
+    again["config"]["num_train_epochs"] = 1
+    r = row(study_of(full + head + [again]), "head")
+    assert r["pairs"] == 3
+    assert r["delta_points"] == pytest.approx(((0.72 - 0.85) + 2 * (0.70 - 0.85)) / 3 * 100)
+
+
+def test_failed_runs_count_against_their_rate():
+    steady = [metric_record("head", seed=s, lr=1e-3, val=0.80, test=0.80) for s in SEEDS]
+    lucky = [metric_record("head", seed=1, lr=1e-2, val=0.85, test=0.85)]
+    lucky += [build.make_record("head", lr=1e-2, seed=s, status="failed",
+                                error={"type": "TrainingError", "message": "NaN"})
+              for s in SEEDS[1:]]
+    chosen = choose_learning_rates(records_to_frame(steady + lucky), "f1_macro")
+    assert set(chosen["learning_rate"]) == {1e-3}
+
+
+def test_a_collapsed_strategy_is_never_recommended():
+    full = [metric_record("full", seed=s, test=t, seconds=100.0)
+            for s, t in zip(SEEDS, (0.50, 0.51, 0.50), strict=True)]
+    head = [metric_record("head", seed=s, test=t, seconds=10.0, collapsed=True)
+            for s, t in zip(SEEDS, (0.50, 0.51, 0.50), strict=True)]
+    answers = study_of(full + head).answers
+    assert answers.established["head"] is True  # the interval alone would accept it
+    assert answers.recommendation.strategy == "full"
+    assert answers.acceptable_with_savings is False
+    assert "3 of its chosen runs collapsed" in answers.keep_performance_text
+
+
+def test_one_seed_says_the_spread_is_unknown_and_gives_no_stability():
+    full = [metric_record("full", seed=1, test=0.85)]
+    head = [metric_record("head", seed=1, test=0.845, seconds=10.0)]
+    answers = study_of(full + head).answers
+    assert "its spread is unknown with one paired seed" in \
+        answers.performance_vs_efficiency["head"]
+    assert math.isnan(answers.recommendation.stability)
+
+
+def test_records_without_standalone_times_cannot_answer_the_cost_questions():
+    full = [metric_record("full", seed=s, test=0.85) for s in SEEDS]
+    head = [metric_record("head", seed=s, test=0.849, seconds=10.0) for s in SEEDS]
+    for record in full + head:  # as written before the cost views were recorded
+        record["efficiency"]["standalone_train_seconds"] = None
+    answers = study_of(full + head).answers
+    assert answers.recommendation.kind == "no_time"
+    assert answers.acceptable_with_savings is None
+    assert "no training time in the standalone view" in answers.keep_performance_text
+    assert "nan" not in answers.performance_vs_efficiency["head"]
+    assert study_of(full + head, cost_view="study").answers.recommendation.kind == "no_time"

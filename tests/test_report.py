@@ -57,8 +57,9 @@ def test_report_answers_the_three_questions_with_numbers(report):
     answers = markdown.split("## The answers")[1].split("## Results per strategy")[0]
     assert "Decision metric: test macro-F1." in answers
     assert ("- **bottom(k=4)**: \u22120.5 points, 95 % CI [\u22121.2, +0.2] over 3 paired seeds "
-            "(acceptable not established; about 4 seeds would establish it at the observed "
-            "spread), 1.5\u00d7 faster" in answers.replace("\\[", "[").replace("\\]", "]"))
+            "(acceptable not established; about 4 seeds would establish it if its mean and "
+            "spread stayed as observed), 1.5\u00d7 faster"
+            in answers.replace("\\[", "[").replace("\\]", "]"))
     assert "Recommended: bottom(k=2)." in answers  # the only established one: CI [-0.6, +0.4]
     assert "bootstrap resamples of the seeds" in answers
     assert re.search(r"\n\nNot established \(macro-F1 established within 1 point of full "

@@ -173,12 +173,12 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> R
     staged = StagedForward(model, layer_map)
     use_cache = config.use_cache and not plan.schedule and boundary > 0
     units = unit_costs(model, layer_map, plan.ever_trainable(), computes_first_token_only(model))
-    cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
-             else CacheUse.unused())
-    if not parallel.active:
-        warm_up(staged, prepared.inputs["train"], boundary=boundary,
+    if not parallel.active:  # before anything timed, the cache build included
+        warm_up(staged, prepared.inputs["train"], boundary=0,
                 batch_size=config.per_device_train_batch_size, device=device,
                 precision=context.precision, packed=config.packed_batches)
+    cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
+             else CacheUse.unused())
     with PeakMemory(device) as memory:
         outcome = _train(context, prepared, staged, boundary)
     test_metrics, test_seconds = _evaluate(context, prepared, staged, "test", boundary)

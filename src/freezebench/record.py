@@ -133,7 +133,7 @@ class HistoryEntry(_Block):
 
 
 class MemoryUse(_Block):
-    """The peak of what a run holds in tensors, counted the same way on any device."""
+    """What a run holds in tensors, by kind, counted the same way on any device."""
 
     weights_bytes: int = Field(description="every parameter as stored (frozen ones included)")
     gradients_bytes: int = Field(description="one gradient per trainable parameter")
@@ -142,8 +142,10 @@ class MemoryUse(_Block):
     activations_bytes: int = Field(description="tensors saved for the backward pass, at the "
                                                "largest training step")
     cached_features_bytes: int = Field(description="frozen-prefix states of the training split "
-                                                   "that training read")
-    total_bytes: int = Field(description="the sum: the run's peak tensor memory")
+                                                   "that training read (host memory on a GPU)")
+    total_bytes: int = Field(description="the sum: an upper bound of the run's peak tensor "
+                                         "memory (gradients grow as the backward pass frees "
+                                         "activations, so not all of both are held at once)")
 
 
 class PrefixBuild(_Block):

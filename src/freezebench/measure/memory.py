@@ -1,11 +1,12 @@
 """Memory: what a run holds in tensors (comparable on any device), and the process's peak.
 
-:func:`memory_use` adds up what a run holds at its peak: its weights, one gradient per trainable
-parameter, the optimizer's state, the tensors autograd saves for the backward pass at the largest
-step (:class:`SavedTensors`), and the cached frozen-prefix states it reads. Each is counted from
-the tensors themselves, so the figure is the same on a CPU and a GPU and does not depend on what
-ran before in the process. :class:`PeakMemory` is the process's own figure (GPU allocator peak, or
-resident-memory growth on a CPU), kept beside it.
+:func:`memory_use` adds up what a run holds: its weights, one gradient per trainable parameter,
+the optimizer's state, the tensors autograd saves for the backward pass at the largest step
+(:class:`SavedTensors`), and the cached frozen-prefix states it reads. Each is counted from the
+tensors themselves, so the figure is the same on a CPU and a GPU and does not depend on what ran
+before in the process. The sum bounds the peak from above: gradients grow while the backward pass
+frees the saved activations, so not all of both are held at once. :class:`PeakMemory` is the
+process's own figure (GPU allocator peak, or resident-memory growth on a CPU), kept beside it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ comparisons with full fine-tuning, and the frontier.
 
 Pure data, no words and no plotting. The learning rate is a nuisance parameter: each strategy gets
 the one rate whose runs score best on *validation* on average over seeds (the decision metric),
-and only the *test* numbers of that rate's runs are reported. A rate whose runs collapsed (one
-class predicted for nearly everything) is never chosen over one whose runs did not.
+and only the *test* numbers of that rate's runs are reported. A rate whose runs failed or collapsed
+(one class predicted for nearly everything) is never chosen over one whose runs did not.
 :mod:`freezebench.report.answers` turns these numbers into the study's answers.
 """
 
@@ -36,25 +36,31 @@ def collapsed_runs(frame: pd.DataFrame) -> pd.Series:
 
 
 def rate_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per strategy and learning rate over seeds: runs, mean validation metric and loss, and how
-    many runs collapsed on validation."""
-    done = frame[frame["status"] == "completed"].assign(
-        _collapsed=lambda f: f["validation_collapsed"].fillna(False).astype(bool))
-    return (done.groupby([*GROUP_KEY, "learning_rate"], sort=False)
-            .agg(runs=("id", "size"), score=(f"validation_{metric}", "mean"),
-                 loss=("validation_loss", "mean"), collapsed=("_collapsed", "sum"))
-            .reset_index())
+    """Per strategy and learning rate over seeds: completed runs, their mean validation metric
+    and loss, and how many runs are unusable (failed, or collapsed on validation)."""
+    done = frame["status"] == "completed"
+    runs = frame[done | (frame["status"] == "failed")].assign(
+        _unusable=lambda f: (f["status"] == "failed")
+        | f["validation_collapsed"].fillna(False).astype(bool),
+        _score=lambda f: f[f"validation_{metric}"].where(f["status"] == "completed"),
+        _loss=lambda f: f["validation_loss"].where(f["status"] == "completed"),
+        _done=lambda f: f["status"] == "completed")
+    scores = (runs.groupby([*GROUP_KEY, "learning_rate"], sort=False)
+              .agg(runs=("_done", "sum"), score=("_score", "mean"), loss=("_loss", "mean"),
+                   unusable=("_unusable", "sum"))
+              .reset_index())
+    return scores[scores["runs"] > 0]
 
 
 def choose_learning_rates(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The completed runs of each strategy's chosen learning rate.
 
-    Rates are ranked by how many of their runs collapsed on validation (fewer first), then the
-    mean validation ``metric`` over seeds (higher), then mean validation loss (lower), then the
-    rate (smaller). Test numbers play no part in the choice.
+    Rates are ranked by how many of their runs failed or collapsed on validation (fewer first),
+    then the mean validation ``metric`` over seeds (higher), then mean validation loss (lower),
+    then the rate (smaller). Test numbers play no part in the choice.
     """
     ranked = rate_scores(frame, metric).sort_values(
-        ["collapsed", "score", "loss", "learning_rate"], ascending=[True, False, True, True],
+        ["unusable", "score", "loss", "learning_rate"], ascending=[True, False, True, True],
         na_position="last", kind="stable")
     best = ranked.groupby(GROUP_KEY, sort=False).head(1)[[*GROUP_KEY, "learning_rate"]]
     done = frame[frame["status"] == "completed"]
@@ -100,9 +106,10 @@ def compare_to_baseline(summary: pd.DataFrame, chosen: pd.DataFrame, metric: str
 
 
 def paired(runs: pd.DataFrame, label: str, baseline: str, column: str) -> pd.DataFrame:
-    """``column`` of ``label``'s and ``baseline``'s runs side by side, one row per shared seed."""
-    mine = runs[runs["strategy_label"] == label].set_index("seed")[column]
-    base = runs[runs["strategy_label"] == baseline].set_index("seed")[column]
+    """``column`` of ``label``'s and ``baseline``'s runs side by side, one row per shared seed
+    (runs that share a seed, e.g. the same config on another number of GPUs, are averaged)."""
+    mine = runs[runs["strategy_label"] == label].groupby("seed")[column].mean()
+    base = runs[runs["strategy_label"] == baseline].groupby("seed")[column].mean()
     both = pd.concat({"strategy": mine, "baseline": base}, axis=1, join="inner")
     return both.dropna()
 

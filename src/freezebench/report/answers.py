@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from freezebench.report.analysis import BASELINE, pareto_front
+from freezebench.report.analysis import BASELINE, paired, pareto_front
 from freezebench.report.formatting import (
     finite,
     metric_name,
@@ -33,7 +33,7 @@ from freezebench.report.formatting import (
 )
 from freezebench.report.uncertainty import (
     MAX_SEEDS,
-    bootstrap_agreement,
+    SPREAD_UNKNOWN,
     seeds_to_establish,
     t_interval,
 )
@@ -80,29 +80,6 @@ class Answers:
     seeds_needed: dict[str, int | None] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SeedTable:
-    """Per strategy, the test metric and training time of its chosen runs on the seeds every
-    strategy shares (what the bootstrap resamples)."""
-
-    quality: dict[str, np.ndarray]
-    seconds: dict[str, np.ndarray]
-
-    @classmethod
-    def from_runs(cls, runs: pd.DataFrame, metric: str, cost_view: str) -> SeedTable:
-        by_label = {label: group.set_index("seed")
-                    for label, group in runs.groupby("strategy_label", sort=False)}
-        shared = sorted(set.intersection(*(set(g.index) for g in by_label.values())))
-        return cls({k: g.loc[shared, f"test_{metric}"].to_numpy(float)
-                    for k, g in by_label.items()},
-                   {k: g.loc[shared, f"{cost_view}_seconds"].to_numpy(float)
-                    for k, g in by_label.items()})
-
-    @property
-    def seeds(self) -> int:
-        return len(next(iter(self.quality.values()), []))
-
-
 def answer_questions(summary: pd.DataFrame, runs: pd.DataFrame, *, metric: str,
                      cost_view: str = "standalone", tolerance_points: float = 1.0,
                      substantial_saving: float = 0.30, baseline: str = BASELINE) -> Answers:
@@ -114,14 +91,15 @@ def answer_questions(summary: pd.DataFrame, runs: pd.DataFrame, *, metric: str,
     needed = {k: None if established[k] else
               seeds_to_establish(r.delta_points, r.delta_std, tolerance_points)
               for k, r in rows.iterrows() if k in established}
-    context = _Context(metric, cost_view, tolerance_points, baseline, established, needed)
+    eligible = [k for k in established if established[k] and not rows.at[k, "collapsed_runs"]]
+    context = _Context(metric, cost_view, tolerance_points, baseline, established, needed,
+                       eligible, timed=bool(rows["seconds_mean"].notna().all()))
     sentences = {k: tradeoff_sentence(r, context) for k, r in rows.iterrows()
                  if k in established}
     verdict, qualifying, text = _keep_performance(rows, context, substantial_saving, has_base)
-    table = SeedTable.from_runs(runs, metric, cost_view)
     return Answers(
         performance_vs_efficiency=sentences,
-        recommendation=recommend(summary, table, context),
+        recommendation=recommend(summary, runs, context),
         acceptable_with_savings=verdict, qualifying=qualifying, keep_performance_text=text,
         tolerance_points=tolerance_points, substantial_saving=substantial_saving,
         metric=metric, cost_view=cost_view, established=established, seeds_needed=needed,
@@ -136,35 +114,81 @@ class _Context:
     baseline: str
     established: dict[str, bool]
     needed: dict[str, int | None]
+    eligible: list[str]  # established and none of its chosen runs collapsed
+    timed: bool          # every strategy has a training time in the cost view
 
     @property
     def name(self) -> str:
         return metric_name(self.metric)
 
 
-def decide(table: SeedTable, rows: np.ndarray, baseline: str, tolerance: float) -> str:
-    """The recommendation on the seeds at positions ``rows``: among strategies on the frontier
-    of mean metric against mean time, the one saving the most time whose paired interval is
-    above ``-tolerance``; the baseline when there is none."""
-    if baseline not in table.quality:
-        return baseline
-    means = pd.DataFrame({
-        "strategy_label": list(table.quality),
-        "q": [table.quality[k][rows].mean() for k in table.quality],
-        "s": [table.seconds[k][rows].mean() for k in table.quality]})
-    front = pareto_front(means, "q", "s")
-    base_q, base_s = table.quality[baseline][rows], table.seconds[baseline][rows].mean()
-    best, best_s = baseline, base_s
-    for label in front:
-        seconds = table.seconds[label][rows].mean()
-        low = t_interval(100 * (table.quality[label][rows] - base_q))[1]
-        if label != baseline and seconds < best_s and low >= -tolerance - _EPS:
-            best, best_s = label, seconds
+@dataclass(frozen=True)
+class Pairs:
+    """Per strategy, its chosen runs paired by seed with the baseline's (a seed run twice counts
+    once, averaged): the metric's difference in points and both training times. What the
+    bootstrap resamples."""
+
+    seeds: dict[str, np.ndarray]
+    delta: dict[str, np.ndarray]
+    seconds: dict[str, np.ndarray]
+    base_seconds: dict[str, np.ndarray]
+
+    @classmethod
+    def from_runs(cls, runs: pd.DataFrame, metric: str, cost_view: str, baseline: str,
+                  labels: list[str]) -> Pairs:
+        seeds, delta, seconds, base = {}, {}, {}, {}
+        for label in labels:
+            quality = paired(runs, label, baseline, f"test_{metric}")
+            times = paired(runs, label, baseline, f"{cost_view}_seconds").reindex(quality.index)
+            seeds[label] = quality.index.to_numpy()
+            delta[label] = 100 * (quality["strategy"] - quality["baseline"]).to_numpy(float)
+            seconds[label] = times["strategy"].to_numpy(float)
+            base[label] = times["baseline"].to_numpy(float)
+        return cls(seeds, delta, seconds, base)
+
+    def all_seeds(self) -> np.ndarray:
+        return np.unique(np.concatenate([*self.seeds.values(), np.array([])]))
+
+
+def decide(pairs: Pairs, counts: dict[float, int], tolerance: float, baseline: str) -> str:
+    """The recommendation when each seed counts ``counts[seed]`` times: among the strategies
+    whose paired interval clears ``-tolerance`` (two distinct seeds at least), the one that saves
+    the most training time; the baseline when none does."""
+    best, best_saving = baseline, 0.0
+    for label, seeds in pairs.seeds.items():
+        repeat = np.array([counts.get(seed, 0) for seed in seeds], dtype=int)
+        if np.count_nonzero(repeat) < 2:
+            continue
+        low = t_interval(np.repeat(pairs.delta[label], repeat))[1]
+        saving = 1 - (np.repeat(pairs.seconds[label], repeat).mean()
+                      / np.repeat(pairs.base_seconds[label], repeat).mean())
+        if low >= -tolerance - _EPS and saving > best_saving:
+            best, best_saving = label, saving
     return best
 
 
-def recommend(summary: pd.DataFrame, table: SeedTable, context: _Context) -> Recommendation:
-    """Question 2 (see :func:`decide`), with how stable the choice is over the seeds."""
+def stability(pairs: Pairs, observed: str, tolerance: float, baseline: str, *,
+              replicates: int = 1000, seed: int = 0) -> float:
+    """The share of bootstrap resamples of the seeds (drawn with replacement, keeping those with
+    two distinct seeds or more) whose recommendation is ``observed``; NaN below three seeds."""
+    seeds = pairs.all_seeds()
+    if len(seeds) < 3:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    agree = total = 0
+    for draw in rng.choice(seeds, size=(replicates, len(seeds))):
+        if len(np.unique(draw)) < 2:
+            continue
+        values, times = np.unique(draw, return_counts=True)
+        total += 1
+        agree += decide(pairs, dict(zip(values.tolist(), times.tolist(), strict=True)),
+                        tolerance, baseline) == observed
+    return agree / total if total else math.nan
+
+
+def recommend(summary: pd.DataFrame, runs: pd.DataFrame, context: _Context) -> Recommendation:
+    """Question 2: among the strategies established as acceptable (and not collapsed), the one
+    that saves the most training time; with how stable that choice is over the seeds."""
     front = pareto_front(summary, "quality_mean", "seconds_mean")
     rows = summary.set_index("strategy_label")
     base = context.baseline
@@ -175,18 +199,21 @@ def recommend(summary: pd.DataFrame, table: SeedTable, context: _Context) -> Rec
                 f"({100 * rows.at[best, 'quality_mean']:.1f}); strategies on the frontier of "
                 f"test {context.name} against training time: {', '.join(front)}.")
         return Recommendation(best, "no_baseline", [], front, None, text)
-    pick = decide(table, np.arange(table.seeds), base, context.tolerance)
-    stability = bootstrap_agreement(
-        table.seeds, lambda r: decide(table, r, base, context.tolerance), pick)
-    ok = [k for k in front if context.established.get(k) and rows.at[k, "time_saving"] > 0]
+    if not context.timed:
+        text = (f"Cannot be answered: some strategies have no training time in the "
+                f"{context.cost_view} view (records written before it was recorded).")
+        return Recommendation(base, "no_time", [], front, None, text)
+    ok = [k for k in context.eligible if rows.at[k, "time_saving"] > 0]
     ok.sort(key=lambda k: -rows.at[k, "time_saving"])
-    runners = [k for k in ok if k != pick]
+    pick = ok[0] if ok else base
+    usable = [k for k in rows.index if k != base and not rows.at[k, "collapsed_runs"]]
+    pairs = Pairs.from_runs(runs, context.metric, context.cost_view, base, usable)
+    steady = stability(pairs, pick, context.tolerance, base)
     if pick != base:
-        text = _recommend_text(rows, pick, runners, front, context, stability)
-        return Recommendation(pick, "cheaper_and_acceptable", runners, front, None, text,
-                              stability)
+        text = _recommend_text(rows, pick, ok[1:], context, steady)
+        return Recommendation(pick, "cheaper_and_acceptable", ok[1:], front, None, text, steady)
     return Recommendation(base, "baseline", [], front, _alternative(rows, front),
-                          _baseline_text(rows, front, context, stability), stability)
+                          _baseline_text(rows, front, context, steady), steady)
 
 
 def _alternative(rows: pd.DataFrame, front: list[str]) -> str | None:
@@ -194,14 +221,13 @@ def _alternative(rows: pd.DataFrame, front: list[str]) -> str | None:
     return max(cheaper, key=lambda k: rows.at[k, "quality_mean"]) if cheaper else None
 
 
-def _recommend_text(rows: pd.DataFrame, pick: str, runners: list[str], front: list[str],
-                    context: _Context, stability: float) -> str:
+def _recommend_text(rows: pd.DataFrame, pick: str, runners: list[str], context: _Context,
+                    stability: float) -> str:
     r = rows.loc[pick]
-    text = (f"Recommended: {pick}. Of the strategies on the frontier of test {context.name} "
-            f"against training time ({', '.join(front)}), it saves the most training time "
-            f"({_time_words(r, context)}) while its {context.name} is established within "
-            f"{points_word(context.tolerance)} of {_base_name(context.baseline)} "
-            f"({_delta_words(r)}).{_stability_words(stability)}")
+    text = (f"Recommended: {pick}. Of the strategies whose {context.name} is established within "
+            f"{points_word(context.tolerance)} of {_base_name(context.baseline)}, it saves the "
+            f"most training time ({_time_words(r, context)}; {_delta_words(r)})."
+            f"{_stability_words(stability)}")
     if runners:
         text += " Also acceptable and cheaper: " + "; ".join(
             f"{k} ({share(rows.at[k, 'time_saving'])} less time, "
@@ -215,7 +241,8 @@ def _baseline_text(rows: pd.DataFrame, front: list[str], context: _Context,
     text = (f"No strategy that trains faster than {name} is established within "
             f"{points_word(context.tolerance)} of it, so {name} is recommended."
             f"{_stability_words(stability)}")
-    close = [k for k in front if k in context.established and rows.at[k, "time_saving"] > 0
+    close = [k for k in front if k in context.established and not context.established[k]
+             and rows.at[k, "time_saving"] > 0
              and rows.at[k, "delta_points"] >= -context.tolerance]
     for k in close:
         text += (f" {k} is within tolerance on its mean ({_delta_words(rows.loc[k])}, "
@@ -231,15 +258,19 @@ def _baseline_text(rows: pd.DataFrame, front: list[str], context: _Context,
 
 def _keep_performance(rows: pd.DataFrame, context: _Context, saving: float,
                       has_base: bool) -> tuple[bool | None, list[str], str]:
-    """Question 3: is some strategy established as acceptable AND at least ``saving`` faster?"""
+    """Question 3: is some strategy established as acceptable (and not collapsed) AND at least
+    ``saving`` faster?"""
     rule = (f"{context.name} established within {points_word(context.tolerance)} of "
             f"{_base_name(context.baseline)} by its 95 % interval, and training time "
             f"({context.cost_view}) cut by at least {share(saving)}")
     if not has_base:
         return None, [], f"Cannot be answered without completed '{context.baseline}' runs ({rule})."
+    if not context.timed:
+        return None, [], (f"Cannot be answered: some strategies have no training time in the "
+                          f"{context.cost_view} view ({rule}).")
     others = rows.drop(index=context.baseline)
     fast = others[others["time_saving"] >= saving - _EPS]
-    accepted = pd.Series([context.established[k] for k in fast.index], index=fast.index,
+    accepted = pd.Series([k in context.eligible for k in fast.index], index=fast.index,
                          dtype=bool)
     hits = fast[accepted].sort_values("time_saving", ascending=False)
     if len(hits):
@@ -248,12 +279,13 @@ def _keep_performance(rows: pd.DataFrame, context: _Context, saving: float,
     text = f"Not established ({rule})."
     near = fast[fast["delta_points"] >= -context.tolerance - _EPS]
     for k, r in near.iterrows():
-        text += (f" {k} {_evidence(r, context)}, within tolerance on its mean but not "
-                 f"established{_seeds_words(context.needed.get(k))}.")
+        why = (f"{int(r['collapsed_runs'])} of its chosen runs collapsed" if context.established[k]
+               else f"not established{_seeds_words(context.needed.get(k))}")
+        text += f" {k} {_evidence(r, context)}, within tolerance on its mean but {why}."
     if len(fast) and not len(near):
         best = fast["delta_points"].idxmax()
-        text += (f" The strategies that save {share(saving)} or more lose at least "
-                 f"{-fast.at[best, 'delta_points']:.1f} points ({best}).")
+        text += (f" Of the strategies that save {share(saving)} or more, the best loses "
+                 f"{-fast.at[best, 'delta_points']:.1f} points on its mean ({best}).")
     return False, [], text
 
 
@@ -261,6 +293,8 @@ def tradeoff_sentence(r: pd.Series, context: _Context) -> str:
     """Question 1 for one strategy: its paired change, time in both views, other savings."""
     verdict = "" if context.established.get(r.name) else (
         f" (acceptable not established{_seeds_words(context.needed.get(r.name))})")
+    if r["collapsed_runs"]:
+        verdict += f" ({int(r['collapsed_runs'])} of its {int(r['n'])} chosen runs collapsed)"
     parts = [_delta_words(r) + verdict, _time_words(r, context)]
     for measure, what in [("memory", "peak memory"), ("flops", "training FLOPs"),
                           ("trainable", "trainable parameters"), ("cost", "cost")]:
@@ -298,9 +332,12 @@ def _time_words(r: pd.Series, context: _Context) -> str:
 def _seeds_words(needed: int | None) -> str:
     if needed is None:
         return ""
+    if needed == SPREAD_UNKNOWN:
+        return "; its spread is unknown with one paired seed: run more seeds"
     if needed > MAX_SEEDS:
-        return f"; even {MAX_SEEDS} seeds would not establish it at the observed spread"
-    return f"; about {needed} seeds would establish it at the observed spread"
+        return (f"; even {MAX_SEEDS} seeds would not establish it if its mean and spread stayed "
+                "as observed")
+    return f"; about {needed} seeds would establish it if its mean and spread stayed as observed"
 
 
 def _stability_words(stability: float) -> str:

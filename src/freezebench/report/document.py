@@ -32,7 +32,7 @@ from freezebench.report.formatting import (
     ratio_text,
     share,
 )
-from freezebench.report.frame import display_name
+from freezebench.report.frame import records_to_frame
 from freezebench.report.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
 from freezebench.report.sections import caveat_lines, method_lines, setup_lines
 from freezebench.report.summary import study_metric, write_summary
@@ -199,10 +199,11 @@ def render_markdown(studies: list[Findings], records: list[dict[str, Any]],
              f"*{len(records)} run records in `{results_dir}` ({status}); generated "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
     level = "###" if len(studies) > 1 else "##"
+    frame = records_to_frame(records)  # the names the studies were grouped by
+    where = dict(zip(frame["id"], zip(frame["model"], frame["dataset"], strict=True),
+                     strict=True))
     for study in studies:
-        mine = [r for r in records
-                if display_name((r.get("config") or {}).get("model")) == study.model
-                and display_name((r.get("config") or {}).get("dataset")) == study.dataset]
+        mine = [r for r in records if where[r["id"]] == (study.model, study.dataset)]
         if len(studies) > 1:
             lines += [f"## {md_escape(study.model)} on {md_escape(study.dataset)}", ""]
         lines += _study_markdown(study, mine, figures[id(study)], level)
@@ -261,14 +262,15 @@ def _answers_markdown(study: Findings, h: str) -> list[str]:
 
 def _table_legend(study: Findings) -> str:
     name = metric_name(study.metric)
-    text = (f"{name}, accuracy and F1 (of class 1) in percent: mean ± standard deviation over "
-            "the n seeds. ")
+    text = (f"{name}, accuracy and F1 (of class 1 with two classes, macro otherwise) in percent: "
+            "mean ± standard deviation over the n seeds. ")
     if study.baseline:
         text += (f"Δ{name} vs full: the mean paired difference from full fine-tuning in points "
                  "with its 95 % t-interval. Speed-up: full fine-tuning's training time divided by "
                  "the strategy's, per seed, mean ± std; standalone counts one run from scratch "
                  "(its frozen layers' forward over the training data included), in study "
-                 "shares each cache build among the runs that used it. Memory, FLOPs and cost: "
+                 "shares each cache build among the runs that used it. Peak memory: an upper "
+                 "bound (activations and gradients added). Memory, FLOPs and cost: "
                  "change relative to full fine-tuning in brackets.")
     else:
         text += "No completed full fine-tuning runs: no comparison columns."

@@ -38,7 +38,9 @@ def finite(value: Any) -> bool:
 # --------------------------------------------------------------------------- words in sentences
 
 def signed(value: float, digits: int = 1) -> str:
-    """'+0.2' or '−0.8' (a true minus sign); rounding to zero gives '±0.0'."""
+    """'+0.2' or '−0.8' (a true minus sign); rounding to zero gives '±0.0'; missing: '–'."""
+    if not finite(value):
+        return MISSING
     text = f"{abs(value):.{digits}f}"
     if float(text) == 0:
         return f"±{text}"
@@ -51,7 +53,9 @@ def share(fraction: float) -> str:
 
 
 def speed_words(speedup: float) -> str:
-    """A speed-up as words: '1.9× faster', or '1.2× slower' below 1."""
+    """A speed-up as words: '1.9× faster', or '1.2× slower' below 1; missing: 'no time'."""
+    if not finite(speedup):
+        return "no time recorded"
     if speedup >= 1:
         return f"{speedup:.1f}\u00d7 faster"
     return f"{1 / speedup:.1f}\u00d7 slower"

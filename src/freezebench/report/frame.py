@@ -66,6 +66,8 @@ def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     columns = [*_identity({"id": ""}), *PATHS]
     frame = pd.DataFrame([{**_identity(r), **{k: record_field(r, p) for k, p in PATHS.items()}}
                           for r in records], columns=columns)
+    for key in STUDY_KEY:  # names for people; two sources that would read alike stay apart
+        frame[key] = _distinct_names(frame[key])
     frame[STUDY_KEY] = frame[STUDY_KEY].fillna("(unknown)")
     numeric = [*NUMERIC, "k", "seed", "learning_rate"]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
@@ -87,11 +89,21 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "id": record["id"], "status": record.get("status"),
         "strategy": config.get("strategy"), "strategy_label": label,
         "strategy_params": json.dumps(params, sort_keys=True), "k": k,
-        "model": display_name(config.get("model")),
-        "dataset": display_name(config.get("dataset")),
+        "model": config.get("model"), "dataset": config.get("dataset"),
         "seed": config.get("seed"), "learning_rate": config.get("learning_rate"),
         "num_train_epochs": config.get("num_train_epochs"),
     }
+
+
+def _distinct_names(sources: pd.Series) -> pd.Series:
+    """Each source's display name; where different sources share one, their paths' last two
+    folders instead (the report must not pool two models that read alike)."""
+    names = {source: display_name(source) for source in sources.dropna().unique()}
+    clash = {n for n in names.values() if list(names.values()).count(n) > 1}
+    for source, name in names.items():
+        if name in clash:
+            names[source] = "/".join(Path(source).parts[-2:]) + " (local copy)"
+    return sources.map(names)
 
 
 def display_name(source: str | None) -> str | None:

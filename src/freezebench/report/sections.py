@@ -83,10 +83,11 @@ def method_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
         "both speed-ups. Training time is the measured wall time of the training steps "
         "(evaluation excluded, an untimed warm-up step first in each process); "
         f"{_cache_use_text(done)}",
-        "- **Memory**: the peak of what a run holds in tensors: every weight, one gradient per "
+        "- **Memory**: what a run holds in tensors, added up: every weight, one gradient per "
         "trainable parameter, the optimizer state, the tensors saved for the backward pass at "
         "the largest step, and the cached frozen-layer states it trains on. It is counted from "
-        "the tensors, the same way on a CPU and a GPU, whatever ran before in the process.",
+        "the tensors, the same way on a CPU and a GPU, whatever ran before in the process; an "
+        "upper bound of the peak, since gradients grow as the backward pass frees activations.",
         "- **FLOPs**: counted by freezebench with freezing, the cache and the last block "
         "(computed at the first tokens, which the head reads) taken into account, checked "
         "against torch's FLOP counter in the tests; not the Trainer's `total_flos`, which "

@@ -44,6 +44,7 @@ def study_summary(study: Findings) -> dict[str, Any]:
     return {
         "model": study.model, "dataset": study.dataset, "metric": study.metric,
         "cost_view": study.cost_view, "tolerance_points": a.tolerance_points,
+        "tolerance": a.tolerance_points / 100,  # on the 0-1 scale of delta_vs_full
         "substantial_saving": a.substantial_saving,
         "baselines": _baselines(study.baselines),
         "strategies": [_strategy(row, a) for _, row in study.summary.iterrows()],
@@ -73,7 +74,7 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
         "test": {"mean": _number(row["quality_mean"]), "std": _number(row["quality_std"])},
         "test_accuracy": {"mean": _number(row["test_accuracy_mean"]),
                           "std": _number(row["test_accuracy_std"])},
-        "delta_vs_full": {"mean": _fraction(row["delta_points"]),
+        "delta_vs_full": {"mean": _fraction(row["delta_points"]),  # over the paired seeds
                           "ci95": [_fraction(row["delta_low"]), _fraction(row["delta_high"])],
                           "pairs": int(row["pairs"]),
                           "established": answers.established.get(label),
@@ -94,9 +95,10 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
 
 
 def _seeds(needed: int | None) -> int | None:
-    """Seeds that would establish acceptability; null when none would (or more than the
-    search's limit)."""
-    return needed if needed is not None and needed <= MAX_SEEDS else None
+    """Seeds that would establish acceptability at the observed mean and spread; null when
+    established, when the mean is outside the tolerance, when one seed gives no spread, or when
+    more than the search's limit would be needed (``established`` and the report tell which)."""
+    return needed if needed is not None and 1 < needed <= MAX_SEEDS else None
 
 
 def _fraction(points: Any) -> float | None:

@@ -7,13 +7,14 @@ seed by seed (a paired difference): the seed's own luck, shared by both runs, ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
 MAX_SEEDS = 1000
+SPREAD_UNKNOWN = 0  # seeds_to_establish: one paired seed, no spread to extrapolate from
 
 
 def t_interval(differences: Sequence[float]) -> tuple[float, float, float]:
@@ -35,25 +36,17 @@ def _t(n: int) -> float:
 
 def seeds_to_establish(mean: float, std: float, tolerance: float) -> int | None:
     """The fewest seeds whose 95 % interval's lower bound reaches ``-tolerance``, if the mean
-    and spread stayed as observed; None when the mean itself is not above ``-tolerance``, and
-    ``MAX_SEEDS + 1`` when more than ``MAX_SEEDS`` would be needed."""
+    and spread stayed as observed; None when the mean itself is not above ``-tolerance``,
+    ``SPREAD_UNKNOWN`` when there is no spread (one pair), and ``MAX_SEEDS + 1`` when more than
+    ``MAX_SEEDS`` would be needed."""
     margin = mean + tolerance
     if not math.isfinite(margin) or margin <= 0:
         return None
-    if not math.isfinite(std) or std == 0:
+    if not math.isfinite(std):
+        return SPREAD_UNKNOWN
+    if std == 0:
         return 2
     for n in range(2, MAX_SEEDS + 1):
         if _t(n) * std / math.sqrt(n) <= margin:
             return n
     return MAX_SEEDS + 1
-
-
-def bootstrap_agreement(seeds: int, decide: Callable[[np.ndarray], str], observed: str, *,
-                        replicates: int = 1000, seed: int = 0) -> float:
-    """How often ``decide`` (given resampled seed positions) gives ``observed``: the share of
-    bootstrap replicates of the seeds, drawn with replacement, that agree."""
-    if seeds < 2:
-        return math.nan
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, seeds, size=(replicates, seeds))
-    return float(np.mean([decide(rows) == observed for rows in draws]))
