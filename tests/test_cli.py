@@ -129,3 +129,19 @@ def test_sweep_dry_run_lists_the_plan_as_json_and_writes_nothing(tiny_model_dirs
     report = freezebench("report", str(out), "--json")
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["strategies"][0]["label"] == "full"
+
+
+def test_ls_and_compare_answer_in_json(tmp_path):
+    from .fixtures.records import build
+
+    strategies = {s["name"]: s for s in
+                  json.loads(freezebench("ls", "strategies", "--json").stdout)}
+    assert strategies["bottom"]["parameters"] == {"k": 0, "freeze_embeddings": True,
+                                                  "freeze_pooler": False}
+    assert strategies["head"]["parameters"] == {} and strategies["head"]["description"]
+    folder = build.write_records(tmp_path / "a", build.study_records())
+    runs = json.loads(freezebench("ls", "runs", str(folder), "--json").stdout)
+    assert len(runs) == len(build.study_records()) and runs[0]["schema_version"] == 2
+    other = build.write_records(tmp_path / "b", build.study_records())
+    table = json.loads(freezebench("compare", str(folder), str(other), "--json").stdout)
+    assert table[0]["Strategy"] == "full" and len(table) == 6

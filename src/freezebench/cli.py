@@ -150,10 +150,16 @@ def env() -> None:
 
 
 @ls_app.command("strategies")
-def ls_strategies() -> None:
+def ls_strategies(json_output: Annotated[bool, typer.Option(
+        "--json", help="As JSON: name, description, parameters with defaults.")] = False) -> None:
     """List the registered freezing strategies and their parameters."""
     from freezebench.strategies import STRATEGIES
 
+    if json_output:
+        print(json.dumps([{"name": spec.name, "description": spec.description,
+                           "parameters": spec.defaults} for spec in STRATEGIES.values()],
+                         indent=2, default=str))
+        return
     table = Table(show_header=True)
     for column in ("strategy", "parameters (defaults)", "what trains"):
         table.add_column(column, overflow="fold")
@@ -163,14 +169,18 @@ def ls_strategies() -> None:
 
 
 @ls_app.command("runs")
-def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder.")]) -> None:
+def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder.")],
+            json_output: Annotated[bool, typer.Option(
+                "--json", help="Every record as stored, in one JSON list.")] = False) -> None:
     """List the runs of a results folder with their status."""
     from freezebench.results import scan_records
 
     records, bad = scan_records(results_dir)
     if not records and not bad:
         raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
-    for record in records:
+    if json_output:
+        print(json.dumps([record.to_json() for record in records], indent=2))
+    for record in records if not json_output else []:
         console.print(record.summary_line(), markup=False, highlight=False, soft_wrap=True)
     for item in bad:
         err_console.print(f"[yellow]unreadable record[/] {item.path}: {item.reason}")
@@ -278,11 +288,17 @@ def report(
 @app.command()
 def compare(
     results_dirs: Annotated[list[Path], typer.Argument(help="Two or more results folders.")],
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="The table as JSON, one object per strategy.")] = False,
 ) -> None:
     """Side-by-side table of several results folders (two models, two machines, ...)."""
     from freezebench.report.document import compare_table
 
-    _print_frame(compare_table(results_dirs), "comparison")
+    table = compare_table(results_dirs)
+    if json_output:
+        print(table.to_json(orient="records", force_ascii=False, indent=2))
+        return
+    _print_frame(table, "comparison")
 
 
 @app.command()
