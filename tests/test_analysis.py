@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from freezebench.errors import FreezebenchError
-from freezebench.report.analysis import choose_learning_rates, pareto_front
+from freezebench.report.analysis import choose_learning_rates, pareto_front, rate_scores
 from freezebench.report.export import export_records
 from freezebench.report.findings import analyze
 from freezebench.report.frame import display_name, records_to_frame
@@ -41,6 +41,10 @@ def metric_record(label: str, *, seed: int, test: float, val: float | None = Non
     return record
 
 
+def _choose(frame):
+    return choose_learning_rates(frame, rate_scores(frame, "f1_macro"))
+
+
 def study_of(records, **options):
     (only,) = analyze(records, **options)
     return only
@@ -59,7 +63,7 @@ def test_one_rate_per_strategy_by_the_mean_validation_metric_over_seeds():
                for s, v in zip(SEEDS, (0.70, 0.70, 0.40), strict=True)]
     records += [metric_record("head", seed=s, lr=3e-3, val=v, test=0.60)
                 for s, v in zip(SEEDS, (0.69, 0.69, 0.69), strict=True)]
-    chosen = choose_learning_rates(records_to_frame(records), "f1_macro")
+    chosen = _choose(records_to_frame(records))
     assert set(chosen["learning_rate"]) == {3e-3} and len(chosen) == 3
     study = study_of(records)
     assert row(study, "head")["rates_tried"] == [1e-3, 3e-3]
@@ -70,9 +74,9 @@ def test_ties_go_to_the_lower_validation_loss_then_the_smaller_rate():
     b = metric_record("full", seed=1, lr=3e-5, val=0.9, test=0.80)
     c = metric_record("full", seed=1, lr=5e-5, val=0.9, test=0.90)
     c["metrics"]["validation"]["loss"] = 0.1  # lowest loss wins the tie
-    pick = choose_learning_rates(records_to_frame([a, b, c]), "f1_macro")
+    pick = _choose(records_to_frame([a, b, c]))
     assert pick["learning_rate"].tolist() == [5e-5]
-    pick = choose_learning_rates(records_to_frame([b, a]), "f1_macro")
+    pick = _choose(records_to_frame([b, a]))
     assert pick["learning_rate"].tolist() == [1e-5]
 
 
@@ -310,7 +314,7 @@ def test_failed_runs_count_against_their_rate():
     lucky += [build.make_record("head", lr=1e-2, seed=s, status="failed",
                                 error={"type": "TrainingError", "message": "NaN"})
               for s in SEEDS[1:]]
-    chosen = choose_learning_rates(records_to_frame(steady + lucky), "f1_macro")
+    chosen = _choose(records_to_frame(steady + lucky))
     assert set(chosen["learning_rate"]) == {1e-3}
 
 

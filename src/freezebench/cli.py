@@ -180,8 +180,9 @@ def ls_runs(results_dir: Annotated[Path, typer.Argument(help="A results folder."
         raise FreezebenchError(f"'{results_dir}' holds no run records (looked in runs/).")
     if json_output:
         print(json.dumps([record.to_json() for record in records], indent=2))
-    for record in records if not json_output else []:
-        console.print(record.summary_line(), markup=False, highlight=False, soft_wrap=True)
+    else:
+        for record in records:
+            console.print(record.summary_line(), markup=False, highlight=False, soft_wrap=True)
     for item in bad:
         err_console.print(f"[yellow]unreadable record[/] {item.path}: {item.reason}")
 

@@ -52,14 +52,14 @@ def rate_scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return scores[scores["runs"] > 0]
 
 
-def choose_learning_rates(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The completed runs of each strategy's chosen learning rate.
+def choose_learning_rates(frame: pd.DataFrame, rates: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs of each strategy's chosen learning rate, from :func:`rate_scores`.
 
     Rates are ranked by how many of their runs failed or collapsed on validation (fewer first),
     then the mean validation ``metric`` over seeds (higher), then mean validation loss (lower),
     then the rate (smaller). Test numbers play no part in the choice.
     """
-    ranked = rate_scores(frame, metric).sort_values(
+    ranked = rates.sort_values(
         ["unusable", "score", "loss", "learning_rate"], ascending=[True, False, True, True],
         na_position="last", kind="stable")
     best = ranked.groupby(GROUP_KEY, sort=False).head(1)[[*GROUP_KEY, "learning_rate"]]

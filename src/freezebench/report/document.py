@@ -32,7 +32,6 @@ from freezebench.report.formatting import (
     ratio_text,
     share,
 )
-from freezebench.report.frame import records_to_frame
 from freezebench.report.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
 from freezebench.report.sections import caveat_lines, method_lines, setup_lines
 from freezebench.report.summary import study_metric, write_summary
@@ -199,11 +198,8 @@ def render_markdown(studies: list[Findings], records: list[dict[str, Any]],
              f"*{len(records)} run records in `{results_dir}` ({status}); generated "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
     level = "###" if len(studies) > 1 else "##"
-    frame = records_to_frame(records)  # the names the studies were grouped by
-    where = dict(zip(frame["id"], zip(frame["model"], frame["dataset"], strict=True),
-                     strict=True))
     for study in studies:
-        mine = [r for r in records if where[r["id"]] == (study.model, study.dataset)]
+        mine = [r for r in records if r["id"] in study.record_ids]
         if len(studies) > 1:
             lines += [f"## {md_escape(study.model)} on {md_escape(study.dataset)}", ""]
         lines += _study_markdown(study, mine, figures[id(study)], level)

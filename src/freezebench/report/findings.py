@@ -43,6 +43,7 @@ class Findings:
     metric: str = DEFAULT_METRIC
     cost_view: str = "standalone"
     baselines: dict[str, Any] = field(default_factory=dict)
+    record_ids: set[str] = field(default_factory=set)  # every run of this (model, dataset)
 
 
 def analyze(
@@ -57,18 +58,19 @@ def analyze(
     """Choose rates, aggregate, compare and answer, once per (model, dataset) in ``records``."""
     check_choices(metric, cost_view)
     frame = records_to_frame(records)
-    chosen = choose_learning_rates(frame, metric)
+    rates = rate_scores(frame, metric)
+    chosen = choose_learning_rates(frame, rates)
     if chosen.empty:
         raise FreezebenchError("None of the runs completed, so there are no numbers to report.")
-    summary = compare_to_baseline(
-        aggregate(chosen, rate_scores(frame, metric), metric, cost_view), chosen, metric,
-        baseline)
+    summary = compare_to_baseline(aggregate(chosen, rates, metric, cost_view), chosen, metric,
+                                  baseline)
     studies = []
     for (model, dataset), group in summary.groupby(STUDY_KEY, sort=True):
         group = order_strategies(group, baseline)
         has_base = bool((group["strategy_label"] == baseline).any())
         runs = chosen[(chosen["model"] == model) & (chosen["dataset"] == dataset)]
-        mine = [r for r in records if r["id"] in set(runs["id"])]
+        ids = set(frame.loc[(frame["model"] == model) & (frame["dataset"] == dataset), "id"])
+        chosen_ids = set(runs["id"])
         studies.append(Findings(
             model=model, dataset=dataset, summary=group, selected=runs,
             curves=training_curves(records, runs, metric),
@@ -76,7 +78,9 @@ def analyze(
             answers=answer_questions(group, runs, metric=metric, cost_view=cost_view,
                                      tolerance_points=tolerance_points,
                                      substantial_saving=substantial_saving, baseline=baseline),
-            metric=metric, cost_view=cost_view, baselines=trivial_baselines(mine),
+            metric=metric, cost_view=cost_view,
+            baselines=trivial_baselines([r for r in records if r["id"] in chosen_ids]),
+            record_ids=ids,
         ))
     return studies
 

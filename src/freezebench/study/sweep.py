@@ -117,11 +117,12 @@ def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
     done = results.completed_ids(study.results_dir())
-    return [{"id": run_id(config), "strategy": config.strategy,
+    ids = [(run_id(config), config) for config in expand(study)]
+    return [{"id": rid, "strategy": config.strategy,
              "strategy_label": strategy_label(config.strategy, config.strategy_params),
              "strategy_params": config.strategy_params, "learning_rate": config.learning_rate,
-             "seed": config.seed, "status": "done" if run_id(config) in done else "pending"}
-            for config in expand(study)]
+             "seed": config.seed, "status": "done" if rid in done else "pending"}
+            for rid, config in ids]
 
 
 def quarantine_unreadable(output_dir: str | Path) -> list[Path]:
