@@ -31,6 +31,7 @@ from freezebench.measure.flops import (
     Matrix,
     Positions,
     UnitCost,
+    forward_flops,
     pass_flops,
     scheduled_train_flops,
     train_flops,
@@ -226,3 +227,12 @@ def test_a_schedule_counts_each_stage_with_its_own_trainable_set_and_prefix():
         0.4 * (FORWARD + (3 * FORWARD - READ_INPUT) + 3 * HEAD)  # block 0 forward only
         + 0.6 * ((3 * FORWARD - READ_INPUT) + 3 * FORWARD + 3 * HEAD))
     assert flops["cache_build_flops"] == 0.0
+
+
+def test_a_cache_build_counts_the_forward_of_the_units_it_computes():
+    units = _units(False, False, cut=True)
+    whole_prefix = _flops(units, prefix_units=4, cached=True)["cache_build_flops"]
+    assert forward_flops(units, LENGTHS, 4, 0, 4) == whole_prefix
+    assert forward_flops(units, LENGTHS, 4, 0, 2) + forward_flops(units, LENGTHS, 4, 2, 4) == \
+        whole_prefix
+    assert forward_flops(units, LENGTHS, 4, 1, 2) == FORWARD  # block 0 alone

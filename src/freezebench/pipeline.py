@@ -41,7 +41,13 @@ from freezebench.env import environment
 from freezebench.errors import StorageError, TrainingError
 from freezebench.failures import explain_failure
 from freezebench.measure.efficiency import CacheUse, efficiency
-from freezebench.measure.flops import UnitCost, scheduled_train_flops, train_flops, unit_costs
+from freezebench.measure.flops import (
+    UnitCost,
+    forward_flops,
+    scheduled_train_flops,
+    train_flops,
+    unit_costs,
+)
 from freezebench.measure.memory import PeakMemory, memory_use
 from freezebench.measure.quality import classification_metrics
 from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
@@ -245,16 +251,11 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
     for split, entry in outcome.entries.items():
         prepared.inputs[split].cached = entry
     lengths, hidden = prepared.inputs["train"].lengths, staged.model.config.hidden_size
-
-    def forward_flops(start: int, stop: int) -> float:  # units [start, stop) over the train split
-        below = [train_flops(units, lengths, hidden, 1, prefix_units=b, cached=True)
-                 ["cache_build_flops"] for b in (start, stop)]
-        return below[1] - below[0]
-
     builds = tuple(
         PrefixBuild(key=build.key, from_boundary=build.from_boundary,
                     to_boundary=build.to_boundary, seconds=build.seconds,
-                    flops=forward_flops(build.from_boundary, build.to_boundary),
+                    flops=forward_flops(units, lengths, hidden, build.from_boundary,
+                                        build.to_boundary),
                     built_by_this_run=here)
         for build, here in outcome.builds("train"))
     return CacheUse(hit=outcome.hit, build_seconds=outcome.build_seconds, bytes=outcome.bytes,

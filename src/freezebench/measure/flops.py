@@ -163,6 +163,15 @@ def scheduled_train_flops(stages: list[tuple[float, list[UnitCost]]], lengths: n
     return total
 
 
+def forward_flops(units: list[UnitCost], lengths: np.ndarray, hidden_size: int, start: int,
+                  stop: int) -> float:
+    """The forward pass of units ``start .. stop-1`` over sequences of ``lengths``, without
+    autograd: what a frozen-prefix cache build from boundary ``start`` to ``stop`` computes."""
+    positions = Positions.of_lengths(lengths)
+    return sum(_unit_flops(unit, positions, hidden_size, "none", cut=unit.cut)
+               for unit in units[start:stop])
+
+
 def pass_flops(units: list[UnitCost], positions: Positions, hidden_size: int, *,
                prefix_units: int, whole: bool = False) -> tuple[float, float]:
     """One training pass over ``positions``: ``(the frozen prefix's forward, the rest's forward
