@@ -141,7 +141,7 @@ def test_ls_and_compare_answer_in_json(tmp_path):
     assert strategies["head"]["parameters"] == {} and strategies["head"]["description"]
     folder = build.write_records(tmp_path / "a", build.study_records())
     runs = json.loads(freezebench("ls", "runs", str(folder), "--json").stdout)
-    assert len(runs) == len(build.study_records()) and runs[0]["schema_version"] == 2
+    assert len(runs) == len(build.study_records()) and runs[0]["schema_version"] == 3
     other = build.write_records(tmp_path / "b", build.study_records())
     table = json.loads(freezebench("compare", str(folder), str(other), "--json").stdout)
     assert table[0]["Strategy"] == "full" and len(table) == 6

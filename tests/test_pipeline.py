@@ -48,7 +48,7 @@ def test_record_holds_every_promised_field(tiny_model_dirs, sentiment_folder, tm
     [stored] = read_records(tmp_path / "out")
     assert stored == record
     saved = json.loads((tmp_path / "out" / "runs" / f"{record.id}.json").read_text())
-    assert saved["schema_version"] == 2
+    assert saved["schema_version"] == 3
     assert saved["status"] == "completed" and saved["error"] is None
     assert saved["strategy_label"] == "bottom(k=2)"
     for split in ("validation", "test"):
@@ -61,7 +61,10 @@ def test_record_holds_every_promised_field(tiny_model_dirs, sentiment_folder, tm
     assert eff["train_flops"] < eff["train_flops_naive"], "cached prefix runs once"
     assert saved["params"]["trainable"] < saved["params"]["total"]
     assert saved["params"]["frozen_prefix"] == "embeddings+blocks[0:2]"
-    assert [h["epoch"] for h in saved["history"]] == [1, 2]
+    # 48 examples, batches of 8, 2 epochs: 12 steps, a point each, evaluated every 3 and at 0
+    assert [h["step"] for h in saved["history"]] == list(range(13))
+    assert [h["step"] for h in saved["history"] if h["validation"]] == [0, 3, 6, 9, 12]
+    assert saved["history"][-1]["epoch"] == 2.0 and saved["metrics"]["selected_step"] == 12
     assert saved["data"]["sizes"] == {"train": 48, "validation": 12, "test": 12}
     assert saved["env"]["torch"] == torch.__version__.split("+")[0] or saved["env"]["torch"]
 

@@ -100,10 +100,18 @@ def test_ray_sweep_writes_the_records_of_the_local_sweep(local_ray, values, tmp_
                     theirs["metrics"]["test"][key], rel=1e-5, abs=1e-6)
             # what Tune saw of the trial: validation, never test
             trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{rid}"))
-            [reported] = [json.loads(line) for line in
-                          (trial_dir / "result.json").read_text().splitlines() if line]
-            assert reported["validation_f1_macro"] == mine["metrics"]["validation"]["f1_macro"]
-            assert not [key for key in reported if "test" in key]
+            reported = [json.loads(line) for line in
+                        (trial_dir / "result.json").read_text().splitlines() if line]
+            evaluated = [p for p in mine["history"] if p["validation"]]
+            # each evaluation as it happened, then the run's end
+            assert [r["step"] for r in reported] == [p["step"] for p in evaluated] + [
+                mine["efficiency"]["steps"]]
+            assert [r["validation_f1_macro"] for r in reported[:-1]] == [
+                p["validation"]["f1_macro"] for p in evaluated]
+            assert reported[-1]["status"] == "completed"
+            assert reported[-1]["validation_f1_macro"] == (
+                mine["metrics"]["validation"]["f1_macro"])
+            assert not [key for r in reported for key in r if "test" in key]
         else:  # a user mistake fails the same way every time: recorded once, not retried
             assert mine["error"]["type"] == theirs["error"]["type"] == "StrategyError"
             trial_dir = next((tmp_path / "ray" / "ray").glob(f"sweep-*/{rid}"))

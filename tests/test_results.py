@@ -39,7 +39,7 @@ def test_records_of_schema_version_1_still_load():
     records, bad = scan_records(V1)
     assert bad == []
     done, failed = sorted(records, key=lambda r: r.status.value)
-    assert done.status is Status.COMPLETED and done.schema_version == SCHEMA_VERSION == 2
+    assert done.status is Status.COMPLETED and done.schema_version == SCHEMA_VERSION == 3
     assert done.strategy_label == "bottom(k=4)" and done.metrics.test.samples == 500
     assert done.efficiency.train_flops < done.efficiency.train_flops_naive
     assert done.env.device == "cpu" and done.env.model_extra["torch"].startswith("2.")

@@ -9,8 +9,9 @@ from transformers import BertConfig, BertForSequenceClassification
 from freezebench.config import RunConfig
 from freezebench.engine.evaluation import evaluate
 from freezebench.engine.freezing import apply_trainable
-from freezebench.engine.training import Recipe, train
+from freezebench.engine.training import EvalPoint, Recipe, train
 from freezebench.errors import StrategyError
+from freezebench.measure.flops import FlopRate, unit_costs
 from freezebench.measure.quality import classification_metrics
 from freezebench.model.layer_map import build_layer_map
 from freezebench.model.staged import StagedForward
@@ -88,16 +89,24 @@ def _train(prepared, config):
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
     staged = StagedForward(model, layer_map)
 
-    def validation(epoch: int):
-        result = evaluate(model, staged, prepared.inputs["validation"], boundary=0,
+    def metrics(split: str):
+        result = evaluate(model, staged, prepared.inputs[split], boundary=0,
                           batch_size=64, device=torch.device("cpu"), precision="fp32")
         return classification_metrics(result.logits, result.labels, prepared.task.label_names,
-                                      result.loss)
+                                      result.loss), result.seconds
+
+    def both() -> EvalPoint:
+        test, seconds = metrics("test")
+        return EvalPoint(validation=metrics("validation")[0], test=test, test_seconds=seconds)
+
+    def rate_of(trainable: set[str], prefix: int) -> FlopRate:
+        units = unit_costs(model, layer_map, trainable, first_token_only=False)
+        return FlopRate.of(units, model.config.hidden_size, prefix_units=prefix, cached=False)
 
     return train(model=model, staged=staged, layer_map=layer_map,
                  plan=plan, inputs=prepared.inputs["train"], recipe=Recipe.from_config(config),
                  device=torch.device("cpu"), precision="fp32", boundary=boundary,
-                 on_epoch_end=validation)
+                 evaluate=both, rate_of=rate_of)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

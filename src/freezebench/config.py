@@ -22,6 +22,9 @@ DEFAULT_DATASET = "rotten_tomatoes"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DropoutMasks = Literal["auto", "torch", "numpy"]
+SchedulerType = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+SelectCheckpoint = Literal["last", "best"]
+BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "loss"]
 
 # Fields that say where output goes or how chatty a run is; they do not change what a run
 # measures, so they are left out of the run id.
@@ -74,12 +77,32 @@ class RunConfig(BaseModel):
     num_train_epochs: int = Field(1, ge=1, description="Passes over the training split.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and "
                                                         "LayerNorm).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to train (overrides "
+                                                           "num_train_epochs).")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches whose gradients add "
+                                                                  "up to one optimizer step.")
+    lr_scheduler_type: SchedulerType = Field("linear", description="Learning-rate schedule after "
+                                                                   "the warm-up.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps of linear warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up (overrides "
+                                                   "warmup_ratio when above 0).")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(42, ge=0, description="Seed of the head, dropout and batch order.")
     # apart from ``seed``, so every seed of a study trains and is scored on the same examples
     data_seed: int = Field(42, ge=0, description="Seed of carved splits and subsets (as "
                                                  "TrainingArguments.data_seed).")
+    # when to log and evaluate, and which evaluation's model the run reports
+    logging_steps: int | None = Field(None, ge=1, description="Steps between training-history "
+                                                              "points (default: about 20 a run).")
+    eval_steps: int | None = Field(None, ge=1, description="Steps between evaluations of "
+                                                           "validation and test (default: about 5 "
+                                                           "a run; also at step 0 and the end).")
+    select_checkpoint: SelectCheckpoint = Field(
+        "last", description="Report the model at the last evaluation, or at the best one on "
+                            "validation (as load_best_model_at_end).")
+    metric_for_best_model: BestMetric = Field(
+        "f1_macro", description="Validation metric that picks the best evaluation (loss: lowest "
+                                "wins).")
     precision: Precision = Field("auto", description="auto: bf16 where the hardware has it "
                                                      "natively, else fp32.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N.")

@@ -36,12 +36,22 @@ from freezebench.engine.precision import (
 )
 from freezebench.engine.prefix_cache import shared_store, weights_digest
 from freezebench.engine.prefix_states import PrefixContext, prefix_states
-from freezebench.engine.training import Recipe, TrainOutcome, show_progress, train, warm_up
+from freezebench.engine.training import (
+    EvalPoint,
+    OnEvaluation,
+    RateOf,
+    Recipe,
+    TrainOutcome,
+    show_progress,
+    train,
+    warm_up,
+)
 from freezebench.env import environment
 from freezebench.errors import StorageError, TrainingError
 from freezebench.failures import explain_failure
 from freezebench.measure.efficiency import CacheUse, efficiency
 from freezebench.measure.flops import (
+    FlopRate,
     UnitCost,
     forward_flops,
     scheduled_train_flops,
@@ -56,7 +66,9 @@ from freezebench.model.loading import check_max_length, load_model, load_tokeniz
 from freezebench.model.staged import StagedForward, computes_first_token_only
 from freezebench.record import (
     DataSummary,
+    Efficiency,
     Environment,
+    HistoryEntry,
     Metrics,
     ParamsSummary,
     PrefixBuild,
@@ -76,8 +88,11 @@ from freezebench.strategies import FreezePlan, check_params, plan_for
 logger = logging.getLogger(__name__)
 
 
-def run(config: RunConfig) -> RunRecord:
+def run(config: RunConfig, *, on_evaluation: OnEvaluation | None = None) -> RunRecord:
     """Run one configuration and save its record; failures are saved too, then re-raised.
+
+    ``on_evaluation`` is told of each evaluation during training (a history point with its
+    metrics) as it happens: a Ray Tune trial reports validation from it.
 
     Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
     (:class:`OutOfMemoryError`, :class:`StorageError`) with advice; a sweep goes on after the
@@ -89,7 +104,7 @@ def run(config: RunConfig) -> RunRecord:
     parallel = from_environment()
     started = new_record(config, parallel.world_size)
     try:
-        record = _execute(config, started, parallel)
+        record = _execute(config, started, parallel, on_evaluation)
     except KeyboardInterrupt:
         cancelled = RunError(type="KeyboardInterrupt", message="Interrupted by the user.")
         _save_stopped(config, stopped_record(config, Status.CANCELLED, cancelled, base=started))
@@ -165,7 +180,8 @@ class RunContext:
     parallel: DataParallel
 
 
-def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> RunRecord:
+def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
+             on_evaluation: OnEvaluation | None) -> RunRecord:
     device = parallel.place(resolve_device(config.device))
     context = RunContext(config, device, resolve_precision(config.precision, device), parallel)
     prepared = prepare(config)
@@ -185,38 +201,45 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel) -> R
                 precision=context.precision, packed=config.packed_batches)
     cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
              else CacheUse.unused())
+    rate_of = _rate_of(prepared, use_cache)
     with PeakMemory(device) as memory:
-        outcome = _train(context, prepared, staged, boundary)
-    test_metrics, test_seconds = _evaluate(context, prepared, staged, "test", boundary)
-    flops = _train_flops(prepared, units, boundary, use_cache, config.num_train_epochs)
+        outcome = _train(context, prepared, staged, boundary, rate_of, on_evaluation)
+    flops = {**_train_flops(prepared, units, boundary, use_cache, outcome.samples),
+             "train_flops": outcome.flops}
     tensors = memory_use(model, plan.ever_trainable(),
                          optimizer_state_bytes=outcome.optimizer_state_bytes,
                          activations_bytes=outcome.activations_bytes,
                          cached_features_bytes=cache.train_bytes)
+    selected = outcome.selected
+    run_efficiency = efficiency(
+        train_seconds=outcome.train_seconds, samples=outcome.samples, tokens=outcome.tokens,
+        steps=outcome.steps, memory=memory, tensors=tensors, flops=flops, cache=cache,
+        eval_samples=len(prepared.inputs["test"].lengths), eval_seconds=outcome.test_seconds,
+        evaluation_seconds=outcome.evaluation_seconds,
+        precision=context.precision, dropout_masks=dropout_masks,
+        world_size=parallel.world_size,
+        effective_train_batch_size=parallel.global_batch(config.per_device_train_batch_size),
+        price_per_hour=config.price_per_hour)
     return started.model_copy(update={
         "status": Status.COMPLETED,
         "finished_at": now(),
         "data": _data_summary(prepared),
         "params": _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes),
-        "metrics": Metrics(validation=outcome.history[-1].validation, test=test_metrics),
-        "efficiency": efficiency(
-            train_seconds=outcome.train_seconds, samples=outcome.samples, tokens=outcome.tokens,
-            steps=outcome.steps, memory=memory, tensors=tensors, flops=flops, cache=cache,
-            eval_samples=len(prepared.inputs["test"].lengths), eval_seconds=test_seconds,
-            precision=context.precision, dropout_masks=dropout_masks,
-            world_size=parallel.world_size,
-            effective_train_batch_size=parallel.global_batch(config.per_device_train_batch_size),
-            price_per_hour=config.price_per_hour),
-        "history": outcome.history,
+        "metrics": Metrics(validation=selected.validation, test=selected.test,
+                           selected_step=selected.step),
+        "efficiency": run_efficiency,
+        "history": _standalone(outcome.history, run_efficiency),
         "env": Environment(**environment(device)),
         "saved_model": _save_model(context, prepared, model, started.id),
     })
 
 
 def _train_flops(prepared: Prepared, units: list[UnitCost], boundary: int, cached: bool,
-                 epochs: int) -> dict[str, float]:
-    """The run's FLOPs; a schedule's stages each with their own trainable set and prefix."""
+                 samples: int) -> dict[str, float]:
+    """The run's naive and cache-build FLOPs (the executed count comes from the training loop,
+    batch by batch); a schedule's stages each with their own trainable set and prefix."""
     model, plan, lengths = prepared.model, prepared.plan, prepared.inputs["train"].lengths
+    epochs = samples / len(lengths)  # max_steps may stop within an epoch
     if not plan.schedule:
         return train_flops(units, lengths, model.config.hidden_size, epochs,
                            prefix_units=boundary, cached=cached)
@@ -225,6 +248,27 @@ def _train_flops(prepared: Prepared, units: list[UnitCost], boundary: int, cache
     stages = [(end - begin, unit_costs(model, prepared.layer_map, plan.trainable_at(begin), cut))
               for begin, end in zip(starts, starts[1:], strict=False)]
     return scheduled_train_flops(stages, lengths, model.config.hidden_size, epochs)
+
+
+def _rate_of(prepared: Prepared, cached: bool) -> RateOf:
+    """The training loop's FLOP rate for a trainable set over a frozen prefix."""
+    model, cut = prepared.model, computes_first_token_only(prepared.model)
+
+    def rate_of(trainable: set[str], prefix: int) -> FlopRate:
+        units = unit_costs(model, prepared.layer_map, trainable, cut)
+        return FlopRate.of(units, model.config.hidden_size, prefix_units=prefix, cached=cached)
+
+    return rate_of
+
+
+def _standalone(history: list[HistoryEntry], run: Efficiency) -> list[HistoryEntry]:
+    """History points with the standalone view: the frozen prefix's forward over the training
+    split (built before training) added to every point, as in the record's totals."""
+    seconds = run.standalone_train_seconds - run.train_seconds
+    flops = run.standalone_train_flops - run.train_flops
+    return [point.model_copy(update={"standalone_seconds": point.seconds + seconds,
+                                     "standalone_flops": (point.flops or 0.0) + flops})
+            for point in history]
 
 
 def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:
@@ -263,18 +307,21 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
 
 
 def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
-           boundary: int) -> TrainOutcome:
+           boundary: int, rate_of: RateOf, on_evaluation: OnEvaluation | None) -> TrainOutcome:
     config = context.config
 
-    def on_epoch_end(epoch: int) -> SplitMetrics:
-        return _evaluate(context, prepared, staged, "validation", boundary)[0]
+    def evaluate_both() -> EvalPoint:
+        validation, _ = _evaluate(context, prepared, staged, "validation", boundary)
+        test, seconds = _evaluate(context, prepared, staged, "test", boundary)
+        return EvalPoint(validation=validation, test=test, test_seconds=seconds)
 
     return train(model=staged.model, staged=staged, layer_map=prepared.layer_map,
                  plan=prepared.plan, inputs=prepared.inputs["train"],
                  recipe=Recipe.from_config(config), device=context.device,
-                 precision=context.precision, boundary=boundary, on_epoch_end=on_epoch_end,
+                 precision=context.precision, boundary=boundary, evaluate=evaluate_both,
+                 rate_of=rate_of,
                  progress=show_progress(config.disable_tqdm) and context.parallel.is_main,
-                 parallel=context.parallel)
+                 parallel=context.parallel, on_evaluation=on_evaluation)
 
 
 def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, split: str,

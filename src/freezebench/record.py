@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from freezebench.config import RunConfig
 from freezebench.strategies import strategy_label
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COLLAPSE_SHARE = 0.95
 _ID_LABEL_LENGTH = 60
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -114,22 +114,38 @@ class SplitMetrics(_Block):
 
 
 class Metrics(_Block):
-    """The model's metrics after training."""
+    """The model's metrics after training (at the selected evaluation)."""
 
-    validation: SplitMetrics = Field(description="the split that chooses (learning rates)")
+    validation: SplitMetrics = Field(description="the split that chooses (learning rates, the "
+                                                 "best checkpoint)")
     test: SplitMetrics = Field(description="the split that reports")
+    selected_step: int | None = Field(None, description="the step of the evaluation reported: "
+                                                        "the last, or the best on validation "
+                                                        "(select_checkpoint)")
 
 
 class HistoryEntry(_Block):
-    """One point of the training history (one per epoch)."""
+    """One point of the training history: every ``logging_steps``, every ``eval_steps`` (with
+    metrics), at step 0 and at the end. Times and FLOPs are cumulative, evaluation excluded."""
 
-    epoch: int = Field(description="1-based")
     step: int = Field(description="optimizer steps so far")
-    train_loss: float = Field(description="mean training loss over the epoch")
-    learning_rate: float = Field(description="the rate at the end of the epoch")
-    seconds: float = Field(description="training time of the epoch")
-    trainable_params: int = Field(description="parameters training at the end of the epoch")
-    validation: SplitMetrics = Field(description="metrics at the end of the epoch")
+    epoch: float = Field(description="passes over the training split so far (fractional)")
+    examples: int | None = Field(None, description="training examples seen so far (None in "
+                                                   "records before schema 3)")
+    seconds: float = Field(description="training seconds so far, as executed (evaluation and "
+                                       "cache builds excluded)")
+    flops: float | None = Field(None, description="training FLOPs so far, as executed")
+    standalone_seconds: float | None = Field(
+        None, description="seconds so far as if the run stood alone: plus the frozen prefix's "
+                          "forward over the training split, whoever built it")
+    standalone_flops: float | None = Field(None, description="FLOPs so far, standalone")
+    train_loss: float | None = Field(None, description="mean training loss since the previous "
+                                                       "point (None at step 0)")
+    learning_rate: float = Field(description="the rate at this step")
+    trainable_params: int = Field(description="parameters training at this step")
+    validation: SplitMetrics | None = Field(None, description="metrics at an evaluation point")
+    test: SplitMetrics | None = Field(None, description="test metrics at an evaluation point, "
+                                                        "for the curves (never used to choose)")
 
 
 class MemoryUse(_Block):
@@ -168,6 +184,9 @@ class Efficiency(_Block):
     train_samples_per_second: float = Field(description="training examples / train_seconds")
     train_tokens_per_second: float = Field(description="real training tokens / train_seconds")
     eval_samples_per_second: float = Field(description="on the test split")
+    evaluation_seconds: float | None = Field(
+        None, description="every evaluation during training, both splits (outside "
+                          "train_seconds; None before schema 3)")
     peak_memory_mb: float = Field(description="GPU: max_memory_allocated after a reset; CPU: "
                                               "peak RSS growth")
     memory_kind: str = Field(description="cuda_allocated | cpu_rss_growth")
@@ -334,6 +353,8 @@ def parse_record(payload: Any) -> RunRecord:
                          f"({SCHEMA_VERSION}); upgrade freezebench")
     if version == 1:
         payload = _from_v1(payload)
+    if version < 3:
+        payload = _from_v2(payload)
     try:
         return RunRecord.model_validate(payload)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -347,4 +368,16 @@ def _from_v1(payload: dict[str, Any]) -> dict[str, Any]:
     for block in ("data", "params", "metrics", "efficiency", "env"):
         if not upgraded.get(block):
             upgraded[block] = None
+    return upgraded
+
+
+def _from_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Versions 1-2 kept one history point per epoch with that epoch's seconds; now points hold
+    cumulative seconds."""
+    upgraded = dict(payload, schema_version=SCHEMA_VERSION)
+    history, seconds = [], 0.0
+    for entry in payload.get("history") or []:
+        seconds += entry.get("seconds", 0.0)
+        history.append({**entry, "epoch": float(entry["epoch"]), "seconds": seconds})
+    upgraded["history"] = history
     return upgraded

@@ -28,8 +28,8 @@ class CacheUse:
 def efficiency(
     *, train_seconds: float, samples: int, tokens: int, steps: int, memory: PeakMemory,
     tensors: MemoryUse, flops: dict[str, float], cache: CacheUse, eval_samples: int,
-    eval_seconds: float, precision: str, dropout_masks: str, world_size: int,
-    effective_train_batch_size: int, price_per_hour: float,
+    eval_seconds: float, evaluation_seconds: float, precision: str, dropout_masks: str,
+    world_size: int, effective_train_batch_size: int, price_per_hour: float,
 ) -> Efficiency:
     """The record's efficiency block. Cost bills what this run did (training and the cache
     builds it made) on every device; the standalone figures add the whole frozen forward over
@@ -40,6 +40,7 @@ def efficiency(
         train_samples_per_second=samples / train_seconds,
         train_tokens_per_second=tokens / train_seconds,
         eval_samples_per_second=eval_samples / max(eval_seconds, 1e-9),
+        evaluation_seconds=evaluation_seconds,
         peak_memory_mb=memory.megabytes, memory_kind=memory.kind,
         train_flops=flops["train_flops"], train_flops_naive=flops["train_flops_naive"],
         cache_build_flops=flops["cache_build_flops"],

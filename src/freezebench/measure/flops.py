@@ -128,7 +128,7 @@ def _unit_cost(model: nn.Module, unit: str, names: list[str], trainable: set[str
 
 
 def train_flops(
-    units: list[UnitCost], lengths: np.ndarray, hidden_size: int, epochs: int,
+    units: list[UnitCost], lengths: np.ndarray, hidden_size: int, epochs: float,
     prefix_units: int, cached: bool,
 ) -> dict[str, float]:
     """FLOPs of a training run over sequences of ``lengths`` (see the module docstring).
@@ -148,7 +148,7 @@ def train_flops(
 
 
 def scheduled_train_flops(stages: list[tuple[float, list[UnitCost]]], lengths: np.ndarray,
-                          hidden_size: int, epochs: int) -> dict[str, float]:
+                          hidden_size: int, epochs: float) -> dict[str, float]:
     """FLOPs of a run whose trainable set changes (gradual unfreezing): each stage's count,
     weighted by its share of the steps. A stage's frozen prefix is its leading units that do not
     train; schedules never read the cache."""
@@ -161,6 +161,37 @@ def scheduled_train_flops(stages: list[tuple[float, list[UnitCost]]], lengths: n
         for key in total:
             total[key] += share * part[key]
     return total
+
+
+@dataclass(frozen=True)
+class FlopRate:
+    """Training FLOPs of one pass as a function of what it computes over: a pass's count is linear
+    in its tokens, sequences and (query, key) pairs, so three coefficients give the FLOPs of any
+    batch, step by step, without counting unit by unit again."""
+
+    per_token: float
+    per_sequence: float
+    per_pair: float
+
+    @classmethod
+    def of(cls, units: list[UnitCost], hidden_size: int, *, prefix_units: int,
+           cached: bool) -> FlopRate:
+        """The rate of a training pass with ``prefix_units`` frozen below (read from the cache
+        when ``cached``, so their forward costs nothing here)."""
+        def count(positions: Positions) -> float:
+            prefix, rest = pass_flops(units, positions, hidden_size, prefix_units=prefix_units)
+            return rest if cached else prefix + rest
+
+        # a token is also one first-token pair of the cut last block (Positions.of_lengths)
+        return cls(per_token=count(Positions(1.0, 0.0, 0.0, 1.0)),
+                   per_sequence=count(Positions(0.0, 1.0, 0.0, 0.0)),
+                   per_pair=count(Positions(0.0, 0.0, 1.0, 0.0)))
+
+    def flops(self, lengths: Sequence[int] | np.ndarray) -> float:
+        """The FLOPs of a pass over sequences of ``lengths``."""
+        lengths = np.asarray(lengths, dtype=np.float64)
+        return (self.per_token * float(lengths.sum()) + self.per_sequence * len(lengths)
+                + self.per_pair * float((lengths ** 2).sum()))
 
 
 def forward_flops(units: list[UnitCost], lengths: np.ndarray, hidden_size: int, start: int,

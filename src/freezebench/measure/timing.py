@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -23,6 +25,15 @@ class Stopwatch:
     def __exit__(self, *exc) -> None:
         _sync(self.device)
         self.seconds += time.perf_counter() - self._start
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Inside a timed region, leave out what runs in this block (evaluation, logging)."""
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self.__enter__()
 
 
 def _sync(device: torch.device) -> None:

@@ -21,7 +21,14 @@ from ray import tune
 from freezebench import results
 from freezebench.config import RunConfig
 from freezebench.errors import FreezebenchError
-from freezebench.record import RunError, RunRecord, Status, stopped_record
+from freezebench.record import (
+    HistoryEntry,
+    RunError,
+    RunRecord,
+    SplitMetrics,
+    Status,
+    stopped_record,
+)
 from freezebench.study.executors import OnResult, failed_record
 
 logger = logging.getLogger(__name__)
@@ -53,14 +60,28 @@ def run_trial(params: dict[str, Any]) -> None:
         from freezebench.pipeline import run  # the heavy part, on the worker alone
 
         try:
-            record = run(config)
+            record = run(config, on_evaluation=_report_evaluation)
         except FreezebenchError as exc:
             record = failed_record(config, exc)
-    # Tune sees validation only: a scheduler or searcher a user plugs in must never pick on test
     validation = record.metrics.validation if record.metrics else None
     tune.report({"status": record.status.value,
-                 **{f"validation_{m}": getattr(validation, m) if validation else -1.0
-                    for m in ("f1_macro", "accuracy", "f1")}})
+                 "step": record.efficiency.steps if record.efficiency else 0,
+                 **_validation_metrics(validation)})
+
+
+# Tune sees validation only: a scheduler or searcher a user plugs in must never pick on test
+_REPORTED = ("f1_macro", "accuracy", "f1", "loss")
+
+
+def _report_evaluation(point: HistoryEntry) -> None:
+    """Each evaluation during training, as it happens: a Tune scheduler can stop on it."""
+    tune.report({"status": "running", "step": point.step,
+                 "training_seconds": point.seconds, **_validation_metrics(point.validation)})
+
+
+def _validation_metrics(validation: SplitMetrics | None) -> dict[str, float]:
+    return {f"validation_{m}": getattr(validation, m) if validation else -1.0
+            for m in _REPORTED}
 
 
 def _quiet_libraries() -> None:
