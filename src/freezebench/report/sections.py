@@ -6,13 +6,14 @@ states the recipe, devices, versions and measuring methods that the numbers actu
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 
 from freezebench.report.findings import Findings
 from freezebench.report.formatting import integer_text, metric_name, quantity_text
-from freezebench.report.frame import record_field
+from freezebench.report.frame import RECIPE_LABELS, record_field
 from freezebench.report.markdown import md_escape
 
 _VIEWS = {"standalone": "standalone (what one run costs on its own, from scratch: its frozen "
@@ -48,6 +49,7 @@ def setup_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
         f"{_values(done, 'config', 'warmup_ratio')}, max length "
         f"{_values(done, 'config', 'max_length', none='model maximum')}; learning rates in the "
         "table below",
+        *_strategy_recipes(study),
         f"- **Seeds**: {', '.join(str(int(s)) for s in seeds)}",
         f"- **Device**: {_values(done, 'env', 'device_name')} "
         f"({_values(done, 'env', 'device')}), precision "
@@ -168,8 +170,24 @@ def _completed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # Config fields that may differ between the runs of one study without mixing recipes.
+# swept by the study, or a recipe setting a strategy may have its own of (part of its label)
 _VARIED_BY_DESIGN = {"strategy", "strategy_params", "learning_rate", "seed", "output_dir",
-                     "save_model", "disable_tqdm", "cache_dir", "device", "use_cache"}
+                     "save_model", "disable_tqdm", "cache_dir", "device", "use_cache",
+                     *RECIPE_LABELS}
+
+
+def _strategy_recipes(study: Findings) -> list[str]:
+    """A line naming each strategy's recipe where strategies were given different ones."""
+    recipes = study.selected.drop_duplicates("strategy_label").set_index("strategy_label")
+    parsed = {label: json.loads(text) for label, text in recipes["recipe"].items()}
+    varying = sorted({key for recipe in parsed.values() for key, value in recipe.items()
+                      if any(other.get(key) != value for other in parsed.values())})
+    if not varying:
+        return []
+    each = "; ".join(f"{md_escape(label)}: " + ", ".join(f"{key} {recipe[key]}"
+                                                        for key in varying)
+                     for label, recipe in parsed.items())
+    return [f"- **Recipe by strategy** (where strategies differ): {each}"]
 
 
 def _mixed_settings(records: list[dict[str, Any]]) -> str:

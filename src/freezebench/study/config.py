@@ -11,11 +11,14 @@
     strategies:
       - full
       - {name: bottom, params: {k: [0, 2, 4]}, learning_rates: [5e-5]}
+      - {name: head, learning_rates: [1e-2], recipe: {num_train_epochs: 5}}
     output_dir: results/quick
 
-A strategy parameter given as a list sweeps over its values (the cartesian product when several
-are lists). A parameter that takes a list by nature (``custom``'s ``patterns``) is one value when
-given a list of strings and sweeps only when given a list of lists.
+A strategy's ``recipe`` overrides the study's for its runs (cheap strategies can train longer in
+the time full fine-tuning takes). A strategy parameter given as a list sweeps over its values (the
+cartesian product when several are lists). A parameter that takes a list by nature (``custom``'s
+``patterns``) is one value when given a list of strings and sweeps only when given a list of
+lists.
 
 Relative ``model`` and ``dataset`` paths are read relative to the folder ``freezebench`` runs in
 (not the YAML file's folder) and are recorded as written; see :func:`resolve_alias` for the two
@@ -85,6 +88,13 @@ class StrategyEntry(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     learning_rates: list[PositiveFloat] | None = Field(default=None, min_length=1)
+    # this strategy's recipe over the study's (e.g. more epochs for a cheap strategy)
+    recipe: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _recipe(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_recipe(value, _source(info))
 
     def variants(self) -> list[dict[str, Any]]:
         """Every parameter combination, defaults filled in, shallowest frozen depth first."""
@@ -135,19 +145,7 @@ class StudyConfig(BaseModel):
     @field_validator("recipe", mode="before")
     @classmethod
     def _recipe(cls, value: Any, info: ValidationInfo) -> Any:
-        if not isinstance(value, dict):
-            return value
-        source = _source(info)
-        for key in value:
-            if key in _STUDY_OWNED:
-                raise ConfigError(f"Invalid study in {source}: 'recipe.{key}' is set by the "
-                                  f"study; use the top-level key '{_STUDY_OWNED[key]}'.")
-            if key not in RECIPE_KEYS:
-                raise ConfigError(
-                    f"Invalid study in {source}: unknown key 'recipe.{key}'."
-                    f"{did_you_mean(key, RECIPE_KEYS)} Recipe keys: {', '.join(RECIPE_KEYS)}.")
-        checked = build_model(RunConfig, dict(value), f"'recipe' of {source}")
-        return {key: getattr(checked, key) for key in value}
+        return check_recipe(value, _source(info))
 
     @field_validator("seeds")
     @classmethod
@@ -255,11 +253,31 @@ def expand(study: StudyConfig) -> list[RunConfig]:
         for index, entry in enumerate(study.strategies):
             for params in entry.variants():
                 for lr in entry.learning_rates or study.learning_rates:
-                    values = {**shared, "model": model, "seed": seed, "strategy": entry.name,
-                              "strategy_params": params, "learning_rate": lr}
+                    values = {**shared, **entry.recipe, "model": model, "seed": seed,
+                              "strategy": entry.name, "strategy_params": params,
+                              "learning_rate": lr}
+                    if values.get("select_checkpoint") == "best":  # chosen as the report does
+                        values.setdefault("metric_for_best_model", study.metric)
                     config = build_model(RunConfig, values, f"strategies[{index}] of the study")
                     configs.setdefault(config.fingerprint(), config)
     return list(configs.values())
+
+
+def check_recipe(value: Any, source: str) -> Any:
+    """A ``recipe`` mapping (the study's or a strategy's): RunConfig fields the study does not
+    set itself, each valid; returns it with values as RunConfig reads them."""
+    if not isinstance(value, dict):
+        return value
+    for key in value:
+        if key in _STUDY_OWNED:
+            raise ConfigError(f"Invalid study in {source}: 'recipe.{key}' is set by the "
+                              f"study; use the top-level key '{_STUDY_OWNED[key]}'.")
+        if key not in RECIPE_KEYS:
+            raise ConfigError(
+                f"Invalid study in {source}: unknown key 'recipe.{key}'."
+                f"{did_you_mean(key, RECIPE_KEYS)} Recipe keys: {', '.join(RECIPE_KEYS)}.")
+    checked = build_model(RunConfig, dict(value), f"'recipe' of {source}")
+    return {key: getattr(checked, key) for key in value}
 
 
 def _strategy_entry(index: int, item: Any, source: str) -> StrategyEntry:
@@ -270,8 +288,11 @@ def _strategy_entry(index: int, item: Any, source: str) -> StrategyEntry:
         item = item.model_dump(exclude_none=True)
     if not isinstance(item, dict):
         raise ConfigError(f"Invalid study in {where}: expected a strategy name or a mapping "
-                          f"with name, params, learning_rates; got {item!r}.")
-    entry = build_model(StrategyEntry, item, where)
+                          f"with name, params, learning_rates, recipe; got {item!r}.")
+    try:
+        entry = StrategyEntry.model_validate(item, context={"source": where})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, StrategyEntry, where)) from None
     try:
         get_strategy(entry.name)
     except StrategyError as exc:
