@@ -162,6 +162,20 @@ def test_summary_json_holds_the_numbers_the_answers_come_from(report):
     assert k4["collapsed_runs"] == 0
     assert summary["recommendation"]["label"] == "bottom(k=2)"
     assert 0 < summary["recommendation"]["stability"] <= 1
+    budgets = summary["budgets"]
+    assert [b["fraction"] for b in budgets] == [0.1, 0.25, 0.5, 1.0]
+    assert budgets[-1]["seconds"] == pytest.approx(184.0)  # full's mean standalone time
+    for budget in budgets:  # every fixture strategy evaluates at its end within full's time
+        assert budget["label"] in by_label
+        low, high = budget["test"]["ci95"]
+        assert low <= budget["test"]["mean"] <= high
+
+
+def test_the_report_shows_quality_at_equal_training_time(report):
+    markdown = report[0].markdown.read_text(encoding="utf-8")
+    assert "Quality at equal training time" in markdown and "| 10 % (18 s) |" in markdown
+    assert "At equal training time" in markdown
+    assert "time-to-quality.png" in {p.name for p in report[0].figures}
 
 
 def test_compare_table_puts_folders_side_by_side(results, tmp_path):
@@ -203,10 +217,12 @@ def test_without_full_the_report_gives_absolute_numbers(tmp_path):
     assert "There are no completed `full` runs" in markdown
     assert "vs full" not in markdown and "Speed-up standalone" not in markdown
     assert "Cannot be answered without completed 'full' runs" in markdown
-    # no bottom(k) strategy and a single epoch: those two figures are left out
+    # no bottom(k) strategy: that figure is left out; a single epoch still has a curve from
+    # its evaluation at step 0 to its end
     names = {p.name for p in paths.figures}
-    assert "frozen-blocks.png" not in names and "training-curves.png" not in names
-    assert len(images_in(markdown)) == len(paths.figures) == 4
+    assert "frozen-blocks.png" not in names and "time-to-quality.png" in names
+    assert len(images_in(markdown)) == len(paths.figures) == 5
+    assert "Quality at equal training time" not in markdown  # no full fine-tuning to budget
 
 
 def test_unreadable_files_and_odd_labels_are_shown_safely(tmp_path):

@@ -172,20 +172,3 @@ def pareto_front(frame: pd.DataFrame, quality_col: str, cost_col: str) -> list[s
         if not dominated:
             front.append((ci, label))
     return [label for _, label in sorted(front, key=lambda item: item[0])]
-
-
-def training_curves(records: list[dict[str, Any]], chosen: pd.DataFrame,
-                    metric: str) -> pd.DataFrame:
-    """Per-epoch validation metric and train loss of the chosen runs, averaged over seeds."""
-    labels = dict(zip(chosen["id"], chosen["strategy_label"], strict=True))
-    rows = [
-        {"strategy_label": labels[r["id"]], "seed": r["config"].get("seed"),
-         "epoch": h.get("epoch"), "train_loss": h.get("train_loss"),
-         "validation_metric": (h.get("validation") or {}).get(metric)}
-        for r in records if r["id"] in labels for h in (r.get("history") or [])
-    ]
-    columns = ["epoch", "train_loss", "validation_metric"]
-    frame = pd.DataFrame(rows, columns=["strategy_label", "seed", *columns])
-    frame[columns] = frame[columns].apply(pd.to_numeric, errors="coerce")
-    return (frame.groupby(["strategy_label", "epoch"], as_index=False, sort=False)
-            [["train_loss", "validation_metric"]].mean())

@@ -78,12 +78,15 @@ class Answers:
     cost_view: str
     established: dict[str, bool] = field(default_factory=dict)
     seeds_needed: dict[str, int | None] = field(default_factory=dict)
+    equal_budget_text: str = ""  # question 3 at equal training time (report/budgets.py)
 
 
 def answer_questions(summary: pd.DataFrame, runs: pd.DataFrame, *, metric: str,
                      cost_view: str = "standalone", tolerance_points: float = 1.0,
-                     substantial_saving: float = 0.30, baseline: str = BASELINE) -> Answers:
-    """The answers to the three study questions for one (model, dataset)."""
+                     substantial_saving: float = 0.30, baseline: str = BASELINE,
+                     budgets: pd.DataFrame | None = None) -> Answers:
+    """The answers to the three study questions for one (model, dataset); ``budgets`` (from
+    :func:`~freezebench.report.budgets.budget_table`) adds question 3 at equal training time."""
     has_base = bool((summary["strategy_label"] == baseline).any())
     rows = summary.set_index("strategy_label")
     established = {k: bool(r.delta_low >= -tolerance_points - _EPS) for k, r in rows.iterrows()
@@ -103,7 +106,32 @@ def answer_questions(summary: pd.DataFrame, runs: pd.DataFrame, *, metric: str,
         acceptable_with_savings=verdict, qualifying=qualifying, keep_performance_text=text,
         tolerance_points=tolerance_points, substantial_saving=substantial_saving,
         metric=metric, cost_view=cost_view, established=established, seeds_needed=needed,
+        equal_budget_text=equal_budget_answer(budgets, metric, tolerance_points, baseline),
     )
+
+
+def equal_budget_answer(budgets: pd.DataFrame | None, metric: str, tolerance: float,
+                        baseline: str) -> str:
+    """Question 3 read at equal budgets: the smallest share of full fine-tuning's training time
+    (standalone) at which the strategy best on validation is established as acceptable."""
+    if budgets is None or budgets.empty:
+        return (f"At equal training time: cannot be answered without completed '{baseline}' "
+                "runs that evaluated during training.")
+    name = metric_name(metric)
+    chosen = budgets[budgets["strategy_label"].notna()]
+    hits = chosen[chosen["acceptable"].astype(bool)].sort_values("fraction")
+    rule = (f"the strategy best on validation at each share of {_base_name(baseline)}'s "
+            f"standalone training time, its test {name} against {_base_name(baseline)}'s at its "
+            "end, acceptable as above")
+    if hits.empty:
+        return (f"At equal training time ({rule}): no budget of "
+                f"{', '.join(share(f) for f in budgets['fraction'])} reaches it.")
+    row = hits.iloc[0]
+    return (f"At equal training time ({rule}): yes from {share(row['fraction'])} of the time "
+            f"({row['seconds']:.0f} s): {row['strategy_label']} reaches "
+            f"{100 * row['test']:.1f} % test {name}, {signed(row['delta_points'])} points "
+            f"(95 % CI [{signed(row['delta_low'])}, {signed(row['delta_high'])}], {int(row['n'])}"
+            " seeds).")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from freezebench.report.sections import caveat_lines, method_lines, setup_lines
 from freezebench.report.summary import study_metric, write_summary
 from freezebench.report.tables import (
     baselines_table,
+    budgets_table,
     error_text,
     failures_table,
     lr_table,
@@ -172,10 +173,11 @@ def _draw_figures(study: Findings, folder: Path, many: bool,
          f"Freezing more bottom encoder blocks: test {name} and {view}training time."),
         (plots.plot_memory(s, folder / f"{prefix}memory.png", baseline=base),
          "Peak tensor memory per strategy."),
-        (plots.plot_training_curves(study.curves, folder / f"{prefix}training-curves.png",
+        (plots.plot_time_to_quality(study.curves, folder / f"{prefix}time-to-quality.png",
                                     order=list(s["strategy_label"]), metric=name),
-         f"Validation {name} and training loss per epoch at the chosen learning rate, averaged "
-         "over seeds."),
+         f"Time to quality: validation and test {name} at each evaluation during training "
+         "against standalone training time and FLOPs so far (step 0 starts after the frozen "
+         "layers' forward), mean over seeds with the 95 % interval as a band."),
     ]
     return [(path, caption) for path, caption in drawn if path is not None]
 
@@ -223,6 +225,10 @@ def _study_markdown(study: Findings, records: list[dict[str, Any]], figures: lis
         lines += [f"{h} Trivial baselines", "",
                   "What a classifier scores on the test split without learning anything:", "",
                   markdown_table(trivial, numeric=False), ""]
+    if len(study.budgets):
+        lines += [f"{h} Quality at equal training time", "",
+                  markdown_table(budgets_table(study), numeric=False), "",
+                  f"*{_budgets_legend(study)}*", ""]
     lines += [f"{h} Figures", ""]
     for path, caption in figures:
         lines += [f"![{caption}]({FIGURES_FOLDER}/{path.name})", "", f"*{caption}*", ""]
@@ -252,8 +258,20 @@ def _answers_markdown(study: Findings, h: str) -> list[str]:
     lines += ["", "**2. Which freezing strategy gives the best trade-off between performance and "
                   "compute?**", "", md_escape(a.recommendation.text), "",
               "**3. Can acceptable performance be kept while training time and resources drop "
-              "substantially?**", "", md_escape(a.keep_performance_text), ""]
+              "substantially?**", "", md_escape(a.keep_performance_text), "",
+              md_escape(a.equal_budget_text), ""]
     return lines
+
+
+def _budgets_legend(study: Findings) -> str:
+    name = metric_name(study.metric)
+    return (f"Each budget is a share of {study.baseline or 'full'} fine-tuning's mean standalone "
+            "training time. Every run is read at its last evaluation within the budget (step 0, "
+            "the untrained head, counts; a strategy whose frozen layers' forward alone exceeds "
+            f"the budget does not compete); the strategy with the best mean validation {name} is "
+            f"shown with its test {name} (mean and 95 % t-interval over seeds) and its paired "
+            f"difference from full fine-tuning's test {name} at the end of its training. Test "
+            "plays no part in the choice.")
 
 
 def _table_legend(study: Findings) -> str:

@@ -21,9 +21,9 @@ from freezebench.report.analysis import (
     compare_to_baseline,
     order_strategies,
     rate_scores,
-    training_curves,
 )
 from freezebench.report.answers import Answers, answer_questions
+from freezebench.report.budgets import budget_table, evaluation_points, quality_curves
 from freezebench.report.frame import COST_VIEWS, METRICS, STUDY_KEY, records_to_frame
 
 DEFAULT_METRIC = "f1_macro"
@@ -37,7 +37,8 @@ class Findings:
     dataset: str
     summary: pd.DataFrame
     selected: pd.DataFrame
-    curves: pd.DataFrame
+    curves: pd.DataFrame       # time to quality, per strategy and evaluation step
+    budgets: pd.DataFrame      # the best strategy at each share of full fine-tuning's time
     baseline: str | None
     answers: Answers
     metric: str = DEFAULT_METRIC
@@ -71,13 +72,16 @@ def analyze(
         runs = chosen[(chosen["model"] == model) & (chosen["dataset"] == dataset)]
         ids = set(frame.loc[(frame["model"] == model) & (frame["dataset"] == dataset), "id"])
         chosen_ids = set(runs["id"])
+        points = evaluation_points(records, runs, metric)
+        budgets = budget_table(points, baseline, tolerance_points=tolerance_points)
         studies.append(Findings(
             model=model, dataset=dataset, summary=group, selected=runs,
-            curves=training_curves(records, runs, metric),
+            curves=quality_curves(points), budgets=budgets,
             baseline=baseline if has_base else None,
             answers=answer_questions(group, runs, metric=metric, cost_view=cost_view,
                                      tolerance_points=tolerance_points,
-                                     substantial_saving=substantial_saving, baseline=baseline),
+                                     substantial_saving=substantial_saving, baseline=baseline,
+                                     budgets=budgets),
             metric=metric, cost_view=cost_view,
             baselines=trivial_baselines([r for r in records if r["id"] in chosen_ids]),
             record_ids=ids,

@@ -221,33 +221,40 @@ def plot_memory(summary: pd.DataFrame, path: str | Path, *,
     return _save(fig, path)
 
 
-def plot_training_curves(curves: pd.DataFrame, path: str | Path, *,
+def plot_time_to_quality(curves: pd.DataFrame, path: str | Path, *,
                          order: list[str] | None = None, metric: str = "F1") -> Path | None:
-    """The validation metric and train loss per epoch, one line per strategy (seed-averaged).
+    """Validation and test metric against cumulative training time and FLOPs (standalone), one
+    line per strategy: the mean over seeds at each evaluation, with the 95 % interval as a band.
 
-    Returns ``None`` when no strategy has at least two epochs of history (nothing to draw).
+    Returns ``None`` when no strategy has two evaluations (nothing to draw).
     """
-    if curves.empty or curves.groupby("strategy_label")["epoch"].nunique().max() < 2:
+    if curves.empty or curves.groupby("strategy_label")["step"].nunique().max() < 2:
         return None
-    labels = order or list(dict.fromkeys(curves["strategy_label"]))
+    labels = [label for label in (order or []) if label in set(curves["strategy_label"])]
+    labels += [label for label in dict.fromkeys(curves["strategy_label"]) if label not in labels]
     palette = colors(labels)
-    fig = _figure(9.5, 4.4)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.24, wspace=0.25)
-    panels = [("validation_metric", 100, f"Validation {metric} (%)"),
-              ("train_loss", 1, "Training loss")]
-    for i, (col, mult, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for label in labels:
-            line = curves[curves["strategy_label"] == label].sort_values("epoch")
-            ax.plot(line["epoch"], line[col] * mult, "o-", color=palette[label],
-                    label=plain(label))
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
+    fig = _figure(10.5, 7.4)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.16, wspace=0.22, hspace=0.32)
+    for row, split in enumerate(("validation", "test")):
+        for col, (x, title, family) in enumerate([("seconds", "Training time", "time"),
+                                                  ("flops", "Training compute", "flops")]):
+            ax = fig.add_subplot(2, 2, 2 * row + col + 1)
+            factor, unit = scale(curves[x], family)
+            for label in labels:
+                line = curves[curves["strategy_label"] == label].sort_values("step")
+                xs = line[x] / factor
+                ax.plot(xs, line[split] * 100, "o-", ms=3, color=palette[label],
+                        label=plain(label))
+                low, high = line[f"{split}_low"] * 100, line[f"{split}_high"] * 100
+                if low.notna().any():
+                    ax.fill_between(xs, low, high, color=palette[label], alpha=0.15, lw=0)
+            ax.set_xlabel(f"{title}, standalone ({unit})")
+            ax.set_ylabel(f"{split.capitalize()} {metric} (%)")
+            ax.grid(alpha=0.3)
     handles, names = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), frameon=False)
-    fig.suptitle("Training curves at the chosen learning rate (mean over seeds)")
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False)
+    fig.suptitle("Time to quality at the chosen learning rate (mean over seeds, band: 95 % "
+                 "interval)")
     return _save(fig, path)
 
 

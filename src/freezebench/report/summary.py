@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from freezebench.report.budgets import budgets_summary
 from freezebench.report.findings import Findings
 from freezebench.report.uncertainty import MAX_SEEDS
 from freezebench.results import write_text_atomic
@@ -52,6 +53,7 @@ def study_summary(study: Findings) -> dict[str, Any]:
                            "stability": _number(a.recommendation.stability)},
         "acceptable_with_savings": {"answer": a.acceptable_with_savings,
                                     "strategies": a.qualifying},
+        "budgets": budgets_summary(study.budgets),
     }
 
 

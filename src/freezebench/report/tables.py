@@ -13,6 +13,7 @@ from freezebench.report.findings import Findings
 from freezebench.report.formatting import (
     MISSING,
     count_text,
+    finite,
     known,
     mean_std_text,
     metric_name,
@@ -20,6 +21,7 @@ from freezebench.report.formatting import (
     quantity_text,
     ratio_text,
     saving_words,
+    share,
     signed,
     usd_text,
 )
@@ -117,3 +119,26 @@ def error_text(record: dict[str, Any]) -> str:
     step = f" (step {error['step']})" if error.get("step") is not None else ""
     text = f"{error.get('type', 'unknown error')}: {error.get('message', '')}{step}"
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def budgets_table(study: Findings) -> pd.DataFrame:
+    """The best strategy on validation at each share of full fine-tuning's training time."""
+    name = metric_name(study.metric)
+    rows = []
+    for r in study.budgets.itertuples(index=False):
+        chosen = isinstance(r.strategy_label, str)
+        rows.append({
+            "Budget": f"{share(r.fraction)} ({r.seconds:.0f} s)",
+            "Best on validation": r.strategy_label if chosen else "none within the budget",
+            f"Test {name}": (f"{100 * r.test:.1f} [{100 * r.test_low:.1f}, "
+                             f"{100 * r.test_high:.1f}]" if chosen and finite(r.test_low)
+                             else f"{100 * r.test:.1f}" if chosen else ""),
+            f"Δ{name} vs full": (
+                f"{signed(r.delta_points)} [{signed(r.delta_low)}, {signed(r.delta_high)}]"
+                if chosen and finite(r.delta_low)
+                else f"{signed(r.delta_points)} (no interval)" if chosen and finite(r.delta_points)
+                else ""),
+            "Acceptable": ("yes" if r.acceptable else "no") if chosen else "",
+            "Strategies within budget": int(r.competing),
+        })
+    return pd.DataFrame(rows)
