@@ -172,3 +172,32 @@ def test_the_shipped_studies_load_and_expand(monkeypatch):
     assert {(r.max_train_samples, r.max_eval_samples, r.per_device_train_batch_size)
             for r in runs} == {(3000, 500, 16)}
     assert [r.strategy_params.get("k") for r in runs if r.strategy == "bottom"][:3] == [1, 3, 5]
+
+
+def test_a_strategy_recipe_overrides_the_studys_for_its_runs_alone():
+    runs = expand(make_study(
+        recipe={"num_train_epochs": 1, "max_train_samples": 100},
+        strategies=["full", {"name": "head", "recipe": {"num_train_epochs": 3,
+                                                        "select_checkpoint": "best"}}],
+        metric="accuracy"))
+    by_strategy = {r.strategy: r for r in runs}
+    assert by_strategy["full"].num_train_epochs == 1
+    assert by_strategy["head"].num_train_epochs == 3
+    assert by_strategy["head"].max_train_samples == 100  # the study's recipe still applies
+    # the best checkpoint is chosen with the study's decision metric, on validation
+    assert by_strategy["head"].metric_for_best_model == "accuracy"
+    with pytest.raises(ConfigError, match=r"strategies\[1\].*recipe.epochs.*num_train_epochs"):
+        make_study(strategies=["full", {"name": "head", "recipe": {"epochs": 3}}])
+    with pytest.raises(ConfigError, match=r"recipe.seed.*is set by the study"):
+        make_study(strategies=[{"name": "head", "recipe": {"seed": 3}}])
+
+
+def test_runs_of_one_strategy_with_different_recipes_get_different_labels():
+    from freezebench.report.frame import records_to_frame
+    from tests.fixtures.records import build
+
+    short = build.make_record("head", seed=1, loss=(0.5,))
+    long = build.make_record("head", seed=1, loss=(0.5, 0.4, 0.3))
+    full = build.make_record("full", seed=1)
+    frame = records_to_frame([short, long, full])
+    assert list(frame["strategy_label"]) == ["head(epochs=1)", "head(epochs=3)", "full"]
