@@ -116,3 +116,13 @@ def test_a_run_selecting_the_best_checkpoint_reports_that_evaluation(
     best = max(evaluated, key=lambda p: p.validation.f1_macro)  # the first of equals wins
     assert record.metrics.selected_step == best.step
     assert record.metrics.test == best.test and record.metrics.validation == best.validation
+
+
+def test_on_point_is_told_of_every_history_point_as_it_is_made(
+        tiny_model_dirs, sentiment_folder, tmp_path):
+    seen: list[HistoryEntry] = []
+    record = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path, strategy="head"),
+                 on_point=seen.append)
+    # the record adds the standalone view afterwards; everything else is what was told
+    assert [p.model_dump(exclude={"standalone_seconds", "standalone_flops"}) for p in seen] == [
+        p.model_dump(exclude={"standalone_seconds", "standalone_flops"}) for p in record.history]

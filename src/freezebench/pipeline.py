@@ -38,7 +38,7 @@ from freezebench.engine.prefix_cache import shared_store, weights_digest
 from freezebench.engine.prefix_states import PrefixContext, prefix_states
 from freezebench.engine.training import (
     EvalPoint,
-    OnEvaluation,
+    OnPoint,
     RateOf,
     Recipe,
     TrainOutcome,
@@ -88,11 +88,11 @@ from freezebench.strategies import FreezePlan, check_params, plan_for
 logger = logging.getLogger(__name__)
 
 
-def run(config: RunConfig, *, on_evaluation: OnEvaluation | None = None) -> RunRecord:
+def run(config: RunConfig, *, on_point: OnPoint | None = None) -> RunRecord:
     """Run one configuration and save its record; failures are saved too, then re-raised.
 
-    ``on_evaluation`` is told of each evaluation during training (a history point with its
-    metrics) as it happens: a Ray Tune trial reports validation from it.
+    ``on_point`` is told of each history point as training makes it (with metrics at an
+    evaluation): a Ray Tune trial reports validation from it, a tracker logs it.
 
     Running out of memory (GPU or CPU) and a full disk are re-raised as the user's errors
     (:class:`OutOfMemoryError`, :class:`StorageError`) with advice; a sweep goes on after the
@@ -104,7 +104,7 @@ def run(config: RunConfig, *, on_evaluation: OnEvaluation | None = None) -> RunR
     parallel = from_environment()
     started = new_record(config, parallel.world_size)
     try:
-        record = _execute(config, started, parallel, on_evaluation)
+        record = _execute(config, started, parallel, on_point)
     except KeyboardInterrupt:
         cancelled = RunError(type="KeyboardInterrupt", message="Interrupted by the user.")
         _save_stopped(config, stopped_record(config, Status.CANCELLED, cancelled, base=started))
@@ -181,7 +181,7 @@ class RunContext:
 
 
 def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
-             on_evaluation: OnEvaluation | None) -> RunRecord:
+             on_point: OnPoint | None) -> RunRecord:
     device = parallel.place(resolve_device(config.device))
     context = RunContext(config, device, resolve_precision(config.precision, device), parallel)
     prepared = prepare(config)
@@ -203,7 +203,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
              else CacheUse.unused())
     rate_of = _rate_of(prepared, use_cache)
     with PeakMemory(device) as memory:
-        outcome = _train(context, prepared, staged, boundary, rate_of, on_evaluation)
+        outcome = _train(context, prepared, staged, boundary, rate_of, on_point)
     flops = {**_train_flops(prepared, units, boundary, use_cache, outcome.samples),
              "train_flops": outcome.flops}
     tensors = memory_use(model, plan.ever_trainable(),
@@ -307,7 +307,7 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
 
 
 def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
-           boundary: int, rate_of: RateOf, on_evaluation: OnEvaluation | None) -> TrainOutcome:
+           boundary: int, rate_of: RateOf, on_point: OnPoint | None) -> TrainOutcome:
     config = context.config
 
     def evaluate_both() -> EvalPoint:
@@ -321,7 +321,7 @@ def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
                  precision=context.precision, boundary=boundary, evaluate=evaluate_both,
                  rate_of=rate_of,
                  progress=show_progress(config.disable_tqdm) and context.parallel.is_main,
-                 parallel=context.parallel, on_evaluation=on_evaluation)
+                 parallel=context.parallel, on_point=on_point)
 
 
 def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, split: str,

@@ -55,7 +55,7 @@ class EvalPoint:
 
 
 Evaluate = Callable[[], EvalPoint]
-OnEvaluation = Callable[[HistoryEntry], None]  # told of each evaluated point as it happens
+OnPoint = Callable[[HistoryEntry], None]  # told of each history point as it is made
 # the FLOP rate of a training pass with this trainable set over this frozen prefix
 RateOf = Callable[[set[str], int], FlopRate]
 
@@ -153,7 +153,7 @@ def train(
     *, model: nn.Module, staged: StagedForward, layer_map: LayerMap, plan: FreezePlan,
     inputs: SplitInputs, recipe: Recipe, device: torch.device, precision: str,
     boundary: int, evaluate: Evaluate, rate_of: RateOf, progress: bool = False,
-    parallel: DataParallel = SINGLE, on_evaluation: OnEvaluation | None = None,
+    parallel: DataParallel = SINGLE, on_point: OnPoint | None = None,
 ) -> TrainOutcome:
     """Train the plan's parameters, logging and evaluating (``evaluate()``) as the recipe says.
 
@@ -166,7 +166,7 @@ def train(
     schedule = Plan.of(recipe, len(inputs.lengths), batch_size)
     loop = _Loop(model=model, staged=staged, layer_map=layer_map, plan=plan, recipe=recipe,
                  device=device, precision=precision, parallel=parallel, schedule=schedule,
-                 boundary=boundary, rate_of=rate_of, on_evaluation=on_evaluation)
+                 boundary=boundary, rate_of=rate_of, on_point=on_point)
     with tqdm(total=schedule.total_steps, desc="train", disable=not progress,
               leave=False) as bar, loop.watch:
         loop.record(inputs, evaluate)
@@ -228,12 +228,12 @@ class _Loop:
     def __init__(self, *, model: nn.Module, staged: StagedForward, layer_map: LayerMap,
                  plan: FreezePlan, recipe: Recipe, device: torch.device, precision: str,
                  parallel: DataParallel, schedule: Plan, boundary: int, rate_of: RateOf,
-                 on_evaluation: OnEvaluation | None = None):
+                 on_point: OnPoint | None = None):
         self.model, self.staged, self.layer_map, self.plan = model, staged, layer_map, plan
         self.recipe, self.device, self.precision, self.parallel = recipe, device, precision, \
             parallel
         self.schedule, self.rate_of, self.step = schedule, rate_of, 0
-        self.on_evaluation = on_evaluation
+        self.on_point = on_point
         ever = plan.ever_trainable()
         self.optimizer = build_optimizer(model, ever, layer_map,
                                          learning_rate=recipe.learning_rate,
@@ -314,8 +314,8 @@ class _Loop:
             if point is not None:
                 self.test_seconds = point.test_seconds
                 self.checkpoint.consider(entry)
-                if self.on_evaluation is not None:
-                    self.on_evaluation(entry)
+            if self.on_point is not None:
+                self.on_point(entry)
 
     def _follow_schedule(self) -> None:
         """Unfreeze what a scheduled plan adds at this point of training."""

@@ -60,7 +60,7 @@ def run_trial(params: dict[str, Any]) -> None:
         from freezebench.pipeline import run  # the heavy part, on the worker alone
 
         try:
-            record = run(config, on_evaluation=_report_evaluation)
+            record = run(config, on_point=_report_evaluation)
         except FreezebenchError as exc:
             record = failed_record(config, exc)
     validation = record.metrics.validation if record.metrics else None
@@ -75,6 +75,8 @@ _REPORTED = ("f1_macro", "accuracy", "f1", "loss")
 
 def _report_evaluation(point: HistoryEntry) -> None:
     """Each evaluation during training, as it happens: a Tune scheduler can stop on it."""
+    if point.validation is None:
+        return
     tune.report({"status": "running", "step": point.step,
                  "training_seconds": point.seconds, **_validation_metrics(point.validation)})
 
