@@ -23,9 +23,12 @@ REQUIRED = os.environ.get("FREEZEBENCH_REQUIRE_BROWSER") == "1"
 
 
 def chromium_path() -> str:
-    """The system chromium; skips (or, where CI requires the browser, fails) without it."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    missing = None if found else "no 'chromium' on PATH (Debian: apt-get install chromium)"
+    """The system chromium (or the Chromium-based browser FREEZEBENCH_CHROMIUM names); skips
+    (or, where CI requires the browser, fails) without it."""
+    found = (os.environ.get("FREEZEBENCH_CHROMIUM") or shutil.which("chromium")
+             or shutil.which("chromium-browser"))
+    missing = None if found else ("no 'chromium' on PATH (Debian: apt-get install chromium; or "
+                                  "set FREEZEBENCH_CHROMIUM to a Chrome or Chromium binary)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
