@@ -41,6 +41,19 @@ def test_plot_functions_return_figures_and_none_without_data(study):
         "training-curves"]
 
 
+def test_nothing_drawn_falls_off_the_figure(study, tmp_path):
+    build.write_records(tmp_path, [  # three strategies: one frontier panel, legend stacked
+        build.make_record("full"), build.make_record("head", test_f1=0.70, seconds=20.0),
+        build.make_record("bitfit", test_f1=0.80, seconds=60.0)])
+    [small] = analyze(load_records(tmp_path)[0])
+    drawn = study_figures(study) + study_figures(small)
+    assert len(drawn[-3].figure.axes) == 1  # the small study's time frontier: one panel
+    for figure in (d.figure for d in drawn):
+        inside = figure.get_tightbbox(figure.canvas.get_renderer())  # inches, every artist
+        assert inside.x0 >= 0 and inside.y0 >= 0, inside
+        assert inside.x1 <= figure.get_figwidth() and inside.y1 <= figure.get_figheight(), inside
+
+
 @pytest.mark.parametrize(("kind", "fmt", "name"), [
     ("pareto", "png", "pareto-time"), ("depth", "svg", "frozen-blocks"),
     ("memory", "pdf", "memory"), ("curves", "png", "training-curves")])

@@ -83,11 +83,13 @@ def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
     limit = None if tolerance_points is None or base.empty else base.iloc[0] - tolerance_points
     near = _near_best(points["y"], tolerance_points)
 
-    fig = _figure(12.5 if near is not None else 8.0, 5.6)
-    fig.subplots_adjust(left=0.07 if near is not None else 0.1, right=0.98, top=0.88,
-                        bottom=0.2, wspace=0.22)
+    # One panel is too narrow for the legend in a row: it stacks below, in a taller figure.
+    two = near is not None
+    fig = _figure(12.5 if two else 8.0, 5.6 if two else 5.9)
+    fig.subplots_adjust(left=0.07 if two else 0.1, right=0.98, top=0.88,
+                        bottom=0.2 if two else 0.22, wspace=0.22)
     panels = [(points, "All strategies")]
-    if near is not None:
+    if two:
         panels.append((points[near], f"Zoom: within {points_word(near_span(tolerance_points))} of "
                                      f"the best {metric}"))
     for i, (shown, name) in enumerate(panels):
@@ -98,7 +100,7 @@ def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
         ax.set_ylabel(f"Test {metric} (%), mean ± std over seeds")
     fig.suptitle(f"Test {metric} against {title.lower()}: up and to the left is better")
     fig.legend(handles=_tradeoff_legend(limit, tolerance_points, baseline), loc="lower center",
-               ncol=3, frameon=False, fontsize=9)
+               ncol=3 if two else 1, frameon=False, fontsize=9)
     return fig
 
 
@@ -196,9 +198,9 @@ def plot_memory(summary: pd.DataFrame, *, baseline: str = BASELINE) -> Figure | 
         return None
     factor, unit = scale(data["memory_mb_mean"], "memory")
     values = data["memory_mb_mean"] / factor
-    fig = _figure(8.0, 1.6 + 0.5 * len(data))
+    fig = _figure(8.0, 1.8 + 0.5 * len(data))
     fig.subplots_adjust(left=0.2, right=0.9, top=1 - 0.6 / fig.get_figheight(),
-                        bottom=0.75 / fig.get_figheight())
+                        bottom=0.95 / fig.get_figheight())
     ax = fig.add_subplot()
     palette = colors(list(summary["strategy_label"]))
     rows = np.arange(len(data))
@@ -215,7 +217,7 @@ def plot_memory(summary: pd.DataFrame, *, baseline: str = BASELINE) -> Figure | 
         ax.axvline(float(base.iloc[0]) / factor, color="black", ls="--", lw=1)
         title += f" (dashed line: {plain(baseline)})"
     ax.set_xlabel(f"Weights, gradients, optimizer state, saved activations and cached "
-                  f"features ({unit}), mean ± std over seeds")
+                  f"features ({unit}),\nmean ± std over seeds")
     ax.set_title(title)
     ax.set_xlim(0, float(values.max()) * 1.22)
     ax.grid(axis="x", alpha=0.3)
