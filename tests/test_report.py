@@ -269,13 +269,21 @@ def test_two_datasets_get_a_section_each(tmp_path):
 
 
 def test_quality_definition_and_mixed_recipes_are_stated(tmp_path):
-    build.write_records(tmp_path, [
-        build.make_record("full", seed=1, loss=(0.4, 0.3, 0.2)),
-        build.make_record("full", seed=2, loss=(0.4,)),
-    ])
-    markdown = write_report(tmp_path).markdown.read_text(encoding="utf-8")
+    shorter = build.make_record("full", seed=2)
+    shorter["config"]["max_length"] = 64
+    build.write_records(tmp_path / "mixed", [build.make_record("full", seed=1), shorter])
+    markdown = write_report(tmp_path / "mixed").markdown.read_text(encoding="utf-8")
     assert "Decision metric: test macro-F1" in markdown
-    assert "**Mixed settings**: the runs differ in num_train_epochs (3, 1)" in markdown
+    assert "**Mixed settings**: the runs differ in max_length (128, 64)" in markdown
+    # a strategy given its own recipe is a strategy of its own, and the setup says so
+    build.write_records(tmp_path / "recipes", [
+        build.make_record("full", seed=1, loss=(0.4,)),
+        build.make_record("head", seed=1, loss=(0.6, 0.5, 0.4)),
+        build.make_record("head", seed=2, loss=(0.6,))])  # another id
+    markdown = write_report(tmp_path / "recipes").markdown.read_text(encoding="utf-8")
+    assert "Mixed settings" not in markdown
+    assert ("**Recipe by strategy** (where strategies differ): full: epochs 1; "
+            "head(epochs=1): epochs 1; head(epochs=3): epochs 3") in markdown
 
 
 @pytest.mark.parametrize(("value", "family", "cell"), [

@@ -287,6 +287,41 @@ def report(
 
 
 @app.command()
+def plot(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder written by run or sweep.")],
+    kind: Annotated[str, typer.Option(
+        help="Which figure: pareto (test score against a cost) | depth (score and time against "
+             "the number of frozen blocks) | memory (peak memory per strategy) | curves "
+             "(validation score and loss per epoch).")],
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="png | svg | pdf (default: --output's suffix, else png).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="File to write (default: <figure name>.<format> in results_dir).")] = None,
+    cost: Annotated[str, typer.Option(
+        help="pareto only: the cost on the x axis: time | flops | memory.")] = "time",
+    metric: Annotated[str | None, typer.Option(
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
+             "study's, else f1_macro).")] = None,
+    cost_view: Annotated[str, typer.Option(
+        help="standalone (one run from scratch) | study (cache builds shared).")] = "standalone",
+    tolerance_points: Annotated[float, typer.Option(
+        help="pareto only: the acceptable line, this many points below full fine-tuning.")
+                                ] = 1.0,
+    model: Annotated[str | None, typer.Option(
+        help="The study's model, where the folder holds several.")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="The study's dataset, where the folder holds several.")] = None,
+) -> None:
+    """Draw one of the report's figures from the records alone, as PNG, SVG or PDF."""
+    from freezebench.report.figures import write_figure
+
+    path = write_figure(results_dir, kind, output=output, fmt=fmt, cost=cost, metric=metric,
+                        cost_view=cost_view, tolerance_points=tolerance_points, model=model,
+                        dataset=dataset)
+    console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def compare(
     results_dirs: Annotated[list[Path], typer.Argument(help="Two or more results folders.")],
     json_output: Annotated[bool, typer.Option(

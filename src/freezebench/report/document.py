@@ -6,7 +6,7 @@ measured, the runs that did not complete and the caveats.
 
 This module writes the files and lays out the page; the parts come from :mod:`.findings`
 (numbers and answers per study), :mod:`.tables`, :mod:`.sections` (setup, method and caveat
-sections), :mod:`.markdown` (escaping, tables, HTML), :mod:`.plots` and :mod:`.summary` (the
+sections), :mod:`.markdown` (escaping, tables, HTML), :mod:`.figures` and :mod:`.summary` (the
 numbers as ``summary.json``).
 """
 
@@ -152,34 +152,14 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 def _draw_figures(study: Findings, folder: Path, many: bool,
                   tolerance: float) -> list[tuple[Path, str]]:
-    """Draw every figure of ``study``; returns (path, caption) for those that apply."""
+    """Draw every figure of ``study`` as PNG; returns (path, caption) for those that apply."""
     # matplotlib loads here, not at import, so printing a summary table stays quick.
-    from freezebench.report import plots
+    from freezebench.report.figures import study_figures
+    from freezebench.report.plots import save_figure
 
     prefix = safe_name(f"{study.model}-{study.dataset}") + "-" if many else ""
-    s, base, name = study.summary, study.baseline or "full", metric_name(study.metric)
-    view = f"{study.cost_view} " if study.cost_view == "standalone" else "in-study "
-    drawn = [
-        (plots.plot_pareto(s, folder / f"{prefix}pareto-{cost}.png", cost=cost,
-                           tolerance_points=tolerance, baseline=base, metric=name),
-         f"Test {name} against {what}. Strategies on the dashed frontier are beaten on both "
-         "quality and cost by no other strategy; error bars are ±1 std over seeds.")
-        for cost, what in [("time", f"{view}training time"), ("flops", f"{view}training FLOPs"),
-                           ("memory", "peak memory")]
-    ]
-    drawn += [
-        (plots.plot_frozen_blocks(s, folder / f"{prefix}frozen-blocks.png", baseline=base,
-                                  metric=name),
-         f"Freezing more bottom encoder blocks: test {name} and {view}training time."),
-        (plots.plot_memory(s, folder / f"{prefix}memory.png", baseline=base),
-         "Peak tensor memory per strategy."),
-        (plots.plot_time_to_quality(study.curves, folder / f"{prefix}time-to-quality.png",
-                                    order=list(s["strategy_label"]), metric=name),
-         f"Time to quality: validation and test {name} at each evaluation during training "
-         "against standalone training time and FLOPs so far (step 0 starts after the frozen "
-         "layers' forward), mean over seeds with the 95 % interval as a band."),
-    ]
-    return [(path, caption) for path, caption in drawn if path is not None]
+    return [(save_figure(drawn.figure, folder / f"{prefix}{drawn.name}.png"), drawn.caption)
+            for drawn in study_figures(study, tolerance_points=tolerance)]
 
 
 # --------------------------------------------------------------------------- markdown

@@ -1,9 +1,10 @@
-"""The report's figures: PNG files drawn with matplotlib's Agg canvas.
+"""The report's figures, drawn with matplotlib's Agg canvas: one function per figure.
 
 Figures are built from ``matplotlib.figure.Figure`` directly, never through pyplot, so nothing
-needs a display and no global backend or figure registry is touched. Every function takes the
-per-strategy summary from :mod:`freezebench.report.analysis` and the path of the PNG to write. F1 is
-shown in percent so that differences read directly as points.
+needs a display and no global backend or figure registry is touched. Every ``plot_*`` function
+takes the per-strategy summary from :mod:`freezebench.report.analysis` (or its training curves)
+and returns the ``Figure``, or ``None`` when the study has nothing to draw; :func:`save_figure`
+writes one as PNG, SVG or PDF. F1 is shown in percent so that differences read directly as points.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, fmt: str = "png") -> Path:
+    """Write ``fig`` to ``path`` as ``fmt`` (png, svg or pdf); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+    fig.savefig(path, format=fmt, dpi=DPI)
     return path
 
 
@@ -54,15 +56,15 @@ def colors(labels: list[str]) -> dict[str, str]:
     return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
-def plot_pareto(summary: pd.DataFrame, path: str | Path, *, cost: str = "time",
+def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
                 tolerance_points: float | None = None, baseline: str = BASELINE,
-                metric: str = "F1") -> Path | None:
+                metric: str = "F1") -> Figure | None:
     """The test metric (``quality``, mean ± std over seeds) against a cost, with the Pareto
     frontier drawn.
 
     When one strategy is far below the rest (head-only often is), a second panel zooms in on
-    the strategies near the best score, where the decision is made. Returns ``None`` (and
-    writes nothing) when no strategy has both numbers.
+    the strategies near the best score, where the decision is made. Returns ``None`` when no
+    strategy has both numbers.
     """
     col, title, family = COSTS[cost]
     data = summary.dropna(subset=["quality_mean", f"{col}_mean"]).reset_index(drop=True)
@@ -81,11 +83,13 @@ def plot_pareto(summary: pd.DataFrame, path: str | Path, *, cost: str = "time",
     limit = None if tolerance_points is None or base.empty else base.iloc[0] - tolerance_points
     near = _near_best(points["y"], tolerance_points)
 
-    fig = _figure(12.5 if near is not None else 8.0, 5.6)
-    fig.subplots_adjust(left=0.07 if near is not None else 0.1, right=0.98, top=0.88,
-                        bottom=0.2, wspace=0.22)
+    # One panel is too narrow for the legend in a row: it stacks below, in a taller figure.
+    two = near is not None
+    fig = _figure(12.5 if two else 8.0, 5.6 if two else 5.9)
+    fig.subplots_adjust(left=0.07 if two else 0.1, right=0.98, top=0.88,
+                        bottom=0.2 if two else 0.22, wspace=0.22)
     panels = [(points, "All strategies")]
-    if near is not None:
+    if two:
         panels.append((points[near], f"Zoom: within {points_word(near_span(tolerance_points))} of "
                                      f"the best {metric}"))
     for i, (shown, name) in enumerate(panels):
@@ -96,8 +100,8 @@ def plot_pareto(summary: pd.DataFrame, path: str | Path, *, cost: str = "time",
         ax.set_ylabel(f"Test {metric} (%), mean ± std over seeds")
     fig.suptitle(f"Test {metric} against {title.lower()}: up and to the left is better")
     fig.legend(handles=_tradeoff_legend(limit, tolerance_points, baseline), loc="lower center",
-               ncol=3, frameon=False, fontsize=9)
-    return _save(fig, path)
+               ncol=3 if two else 1, frameon=False, fontsize=9)
+    return fig
 
 
 def near_span(tolerance_points: float | None) -> float:
@@ -151,14 +155,14 @@ def _tradeoff_legend(limit: float | None, tolerance: float | None, baseline: str
     return handles
 
 
-def plot_frozen_blocks(summary: pd.DataFrame, path: str | Path, *,
-                       baseline: str = BASELINE, metric: str = "F1") -> Path | None:
+def plot_frozen_blocks(summary: pd.DataFrame, *, baseline: str = BASELINE,
+                       metric: str = "F1") -> Figure | None:
     """The test metric and training time against the number of frozen blocks (``bottom``).
 
     Only ``bottom`` runs that differ from the defaults in ``k`` alone form the line, so variants
     such as ``bottom(k=4,freeze_embeddings=False)`` do not share its points. Full fine-tuning is
     drawn before them, at k = -1 (nothing frozen; k = 0 freezes the embeddings). Returns
-    ``None`` (and writes nothing) when there is no such run.
+    ``None`` when there is no such run.
     """
     only_k = summary["strategy_label"].str.fullmatch(r"bottom(\(k=\d+\))?")
     rows = summary[(summary["strategy"] == "bottom") & summary["k"].notna() & only_k]
@@ -181,23 +185,22 @@ def plot_frozen_blocks(summary: pd.DataFrame, path: str | Path, *,
         ax.grid(alpha=0.3)
         ax.margins(y=0.15)
     fig.suptitle("Freezing the embeddings and the bottom k blocks")
-    return _save(fig, path)
+    return fig
 
 
-def plot_memory(summary: pd.DataFrame, path: str | Path, *,
-                baseline: str = BASELINE) -> Path | None:
+def plot_memory(summary: pd.DataFrame, *, baseline: str = BASELINE) -> Figure | None:
     """Peak memory per strategy as horizontal bars, the baseline's value marked.
 
-    Returns ``None`` (and writes nothing) when no strategy has a peak memory.
+    Returns ``None`` when no strategy has a peak memory.
     """
     data = summary.dropna(subset=["memory_mb_mean"]).sort_values("memory_mb_mean")
     if data.empty:
         return None
     factor, unit = scale(data["memory_mb_mean"], "memory")
     values = data["memory_mb_mean"] / factor
-    fig = _figure(8.0, 1.6 + 0.5 * len(data))
+    fig = _figure(8.0, 1.8 + 0.5 * len(data))
     fig.subplots_adjust(left=0.2, right=0.9, top=1 - 0.6 / fig.get_figheight(),
-                        bottom=0.75 / fig.get_figheight())
+                        bottom=0.95 / fig.get_figheight())
     ax = fig.add_subplot()
     palette = colors(list(summary["strategy_label"]))
     rows = np.arange(len(data))
@@ -214,15 +217,15 @@ def plot_memory(summary: pd.DataFrame, path: str | Path, *,
         ax.axvline(float(base.iloc[0]) / factor, color="black", ls="--", lw=1)
         title += f" (dashed line: {plain(baseline)})"
     ax.set_xlabel(f"Weights, gradients, optimizer state, saved activations and cached "
-                  f"features ({unit}), mean ± std over seeds")
+                  f"features ({unit}),\nmean ± std over seeds")
     ax.set_title(title)
     ax.set_xlim(0, float(values.max()) * 1.22)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
-def plot_time_to_quality(curves: pd.DataFrame, path: str | Path, *,
-                         order: list[str] | None = None, metric: str = "F1") -> Path | None:
+def plot_time_to_quality(curves: pd.DataFrame, *, order: list[str] | None = None,
+                         metric: str = "F1") -> Figure | None:
     """Validation and test metric against cumulative training time and FLOPs (standalone), one
     line per strategy: the mean over seeds at each evaluation, with the 95 % interval as a band.
 
@@ -255,7 +258,7 @@ def plot_time_to_quality(curves: pd.DataFrame, path: str | Path, *,
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False)
     fig.suptitle("Time to quality at the chosen learning rate (mean over seeds, band: 95 % "
                  "interval)")
-    return _save(fig, path)
+    return fig
 
 
 def label_points(ax, xs: np.ndarray, ys: np.ndarray, labels: list[str], *,
