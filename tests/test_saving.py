@@ -189,7 +189,7 @@ def test_push_to_hub_offline_fails_clearly_and_keeps_the_folder_and_record(
     folder = f"out/models/{record.id}"
     assert (f"error: Could not push '{folder}' to the Hub repository 'someone/tiny'"
             in outcome.stderr)
-    assert "HF_HUB_OFFLINE=1 is set" in outcome.stderr
+    assert "HF_HUB_OFFLINE=1 is set, so nothing can reach the Hub" in outcome.stderr
     assert f"hf upload someone/tiny {folder}" in outcome.stderr
     assert record.status == "completed" and record.saved_model == folder
     assert (tmp_path / folder / "model.safetensors").is_file()

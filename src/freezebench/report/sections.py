@@ -169,7 +169,8 @@ def _completed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # Config fields that may differ between the runs of one study without mixing recipes.
 _VARIED_BY_DESIGN = {"strategy", "strategy_params", "learning_rate", "seed", "output_dir",
-                     "save_model", "disable_tqdm", "cache_dir", "device", "use_cache"}
+                     "save_model", "save_format", "push_to_hub", "hub_model_id", "disable_tqdm",
+                     "cache_dir", "device", "use_cache"}
 
 
 def _mixed_settings(records: list[dict[str, Any]]) -> str:

@@ -54,10 +54,12 @@ def save_finetuned(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     else:
         save_pretrained(folder, tensors, config, label_names=label_names, lora=lora,
                         base_model=hub_name(config.model) or config.model)
-    if lora is not None and config.save_format == "pretrained":
+    with_adapter = lora is not None and config.save_format == "pretrained"
+    if with_adapter:
         model_card(record, kind="adapter", where=where).save(folder / ADAPTER / "README.md")
     write_meta(folder, config, run_id=record.id, label_names=label_names)
-    model_card(record, kind=config.save_format, where=where).save(folder / "README.md")
+    model_card(record, kind=config.save_format, where=where,
+               merged=with_adapter).save(folder / "README.md")
     return folder
 
 

@@ -35,9 +35,10 @@ def hub_name(source: str) -> str | None:
     return source
 
 
-def model_card(record: RunRecord, *, kind: CardKind, where: str) -> ModelCard:
+def model_card(record: RunRecord, *, kind: CardKind, where: str,
+               merged: bool = False) -> ModelCard:
     """The card of ``record``'s saved model; ``where``: the folder or Hub id the usage example
-    loads from."""
+    loads from; ``merged``: a LoRA run's whole model, its adapter beside it in ``adapter/``."""
     assert record.metrics and record.params and record.efficiency and record.data  # completed
     config = record.config
     base, dataset = hub_name(config["model"]), hub_name(record.data.source)
@@ -55,10 +56,10 @@ def model_card(record: RunRecord, *, kind: CardKind, where: str) -> ModelCard:
         metrics=sorted({kind_ for kind_, _, _ in _METRICS.values()}), eval_results=results,
         tags=["freezebench", config["strategy"], "text-classification",
               *(["lora"] if kind == "adapter" else [])])
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(record, kind, where)}")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(record, kind, where, merged)}")
 
 
-def _body(record: RunRecord, kind: CardKind, where: str) -> str:
+def _body(record: RunRecord, kind: CardKind, where: str, merged: bool) -> str:
     config, params, test = record.config, record.params, record.metrics.test
     params_text = ", ".join(f"{k}={v}" for k, v in config["strategy_params"].items()) or "defaults"
     facts = [("Base model", _named(config["model"])), ("Dataset", _named(record.data.source)),
@@ -75,7 +76,7 @@ def _body(record: RunRecord, kind: CardKind, where: str) -> str:
     usage = _USAGE[kind].format(where=where, labels=record.data.num_labels)
     lines = [f"# {record.id}", "",
              f"A text classifier fine-tuned with freezebench under the `{record.strategy_label}` "
-             "strategy. " + _WHAT[kind], "", "| | |", "|---|---|",
+             "strategy. " + _WHAT[kind] + (_MERGED if merged else ""), "", "| | |", "|---|---|",
              *(f"| {k} | {v} |" for k, v in facts), "",
              f"## Test metrics ({test.samples} examples)", "", "| metric | value |", "|---|---|",
              *(f"| {k} | {v} |" for k, v in [*metrics, ("Loss", f"{test.loss:.4f}")]), "",
@@ -89,12 +90,13 @@ def _named(source: str) -> str:
 
 
 _WHAT = {
-    "pretrained": "This folder holds the whole model (a LoRA run's adapters merged into it), its "
-                  "tokenizer and its label names.",
+    "pretrained": "This folder holds the whole model, its tokenizer and its label names.",
     "adapter": "This folder holds the LoRA adapter and the trained classification head, for PEFT.",
     "delta": "This folder holds only the tensors the run trained; freezebench adds them to the "
              "base model.",
 }
+_MERGED = (" The LoRA adapters are merged into the model; the adapter alone, with the "
+           "classification head, is in `adapter/` for PEFT.")
 _USAGE = {
     "pretrained": """
 from transformers import pipeline

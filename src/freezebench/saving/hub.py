@@ -35,17 +35,19 @@ def push_folder(folder: Path, repo_id: str) -> str:
 
 
 def _failure(folder: Path, repo_id: str, exc: Exception) -> str:
-    said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    said = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else \
+        type(exc).__name__
     if isinstance(exc, OfflineModeIsEnabled):
-        fix = ("HF_HUB_OFFLINE=1 is set, so nothing can reach the Hub: unset it on a machine "
-               "with network access")
+        reason, fix = ("HF_HUB_OFFLINE=1 is set, so nothing can reach the Hub",
+                       "unset HF_HUB_OFFLINE where the Hub is reachable")
     elif isinstance(exc, LocalTokenNotFoundError) or (
             isinstance(exc, HfHubHTTPError) and exc.response is not None
             and exc.response.status_code in (401, 403)):
-        fix = ("the Hub refused the request: log in with `hf auth login` (or set HF_TOKEN) with "
-               "write access to that namespace")
+        reason, fix = (f"the Hub refused the request ({said})",
+                       "log in with `hf auth login` (or set HF_TOKEN) with write access to that "
+                       "namespace")
     else:
-        fix = "check the network connection and the repository name"
-    return (f"Could not push '{folder}' to the Hub repository '{repo_id}': {said.rstrip('.')}. "
-            f"The model and the run's record are saved locally. To push them: {fix}, then run "
+        reason, fix = said, "check the network connection and the repository name"
+    return (f"Could not push '{folder}' to the Hub repository '{repo_id}': {reason}. The model "
+            f"and the run's record are saved locally. To push them: {fix}, then run "
             f"`hf upload {repo_id} {folder}`.")
