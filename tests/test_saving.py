@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard
 from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline
 
-from freezebench.config import RunConfig
+from freezebench.config import RunConfig, resolve_run_config
+from freezebench.errors import ConfigError
 from freezebench.model.loading import OFFLINE_MODEL_HUB_ID
 from freezebench.pipeline import run
 from freezebench.results import read_records
@@ -194,3 +195,8 @@ def test_push_to_hub_offline_fails_clearly_and_keeps_the_folder_and_record(
     assert record.status == "completed" and record.saved_model == folder
     assert (tmp_path / folder / "model.safetensors").is_file()
     assert (tmp_path / folder / "README.md").is_file()
+
+
+def test_a_malformed_hub_model_id_is_refused_before_training():
+    with pytest.raises(ConfigError, match="'hub_model_id' = 'me/two//slashes'"):
+        resolve_run_config(overrides={"hub_model_id": "me/two//slashes", "push_to_hub": True})

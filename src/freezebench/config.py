@@ -122,6 +122,20 @@ class RunConfig(BaseModel):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("hub_model_id")
+    @classmethod
+    def _hub_repo_id(cls, value: str | None) -> str | None:
+        """Checked before training rather than when the push fails after it."""
+        if value is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(value)
+            except HFValidationError:
+                raise ValueError("not a Hub repository id: use 'name' or 'namespace/name', of "
+                                 "letters, digits, '-', '_' and '.'") from None
+        return value
+
     def identity(self) -> dict[str, Any]:
         """The fields that determine what a run measures (the basis of its id)."""
         return self.model_dump(mode="json", exclude=set(_NON_IDENTITY_FIELDS))
