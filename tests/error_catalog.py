@@ -60,6 +60,7 @@ class Case:
     exit_code: int = 2
     # parts quoted from a library's own message (may change with its version): not compared
     varies: list[str] = field(default_factory=list)
+    after_training: bool = False  # the mistake shows only once the run has trained
 
 
 RUN = ["run", "--model", "model", "--output-dir", "out", "--num-train-epochs", "1"]
@@ -196,6 +197,12 @@ CASES: list[Case] = [
                                               "sentiment", "--output-dir", "out"],
          ["Architecture 'gpt2' has no layer map", "ARCHITECTURES"]),
     # --- results folder
+    Case("--push-to-hub without the Hub (HF_HUB_OFFLINE=1)",
+         [*RUN, "--dataset", "sentiment", "--strategy", "head", "--push-to-hub",
+          "--hub-model-id", "someone/tiny"],
+         ["Could not push 'out/models/head-", "to the Hub repository 'someone/tiny'",
+          "saved locally", "HF_HUB_OFFLINE=1 is set", "hf upload someone/tiny out/models/head-"],
+         after_training=True),
     Case("Output folder that cannot be written", [*RUN[:1], "--model", "model", "--dataset",
                                                   "sentiment", "--output-dir", "data.csv"],
          ["Could not write 'data.csv/runs': [Errno 20] Not a directory",

@@ -25,7 +25,10 @@ A results folder holds one JSON record per run and nothing else that the report 
     <output-dir>/
       runs/<run-id>.json        one record per run, written atomically (temp file, fsync,
                                 os.replace)
-      models/<run-id>/          only with --save-model
+      models/<run-id>/          only with --save-model: the model (by default whole, as
+                                transformers.pipeline loads it; with --save-format delta the
+                                trained tensors alone), tokenizer, model card (README.md) and
+                                freezebench.json; a LoRA run's PEFT adapter in adapter/
       study.yaml                the resolved study, written by `freezebench sweep`
       ray/sweep-<time>/         only with `sweep --executor ray`: Ray Tune's experiment state
                                 (what `Tuner.restore` resumes) and freezebench-sweep.json, the
@@ -34,10 +37,11 @@ A results folder holds one JSON record per run and nothing else that the report 
 
 The run id is `<strategy-label>-lr<learning-rate>-s<seed>-<hash>`, where `<hash>` is the first 12
 hex digits of the SHA-256 of the resolved config without its output-only fields (`output_dir`,
-`save_model`, `disable_tqdm`, `cache_dir`). A run on `N > 1` processes (`torchrun`) trains on `N`
-times the per-device batch, so it is another run: its `<hash>` is the first 12 hex digits of the
-SHA-256 of `<that hash>:world_size=<N>`. Names are sanitised to `[A-Za-z0-9._-]`, so nothing in a
-config or a dataset can make a record land outside `runs/`.
+`save_model`, `save_format`, `push_to_hub`, `hub_model_id`, `disable_tqdm`, `cache_dir`). A run on
+`N > 1` processes (`torchrun`) trains on `N` times the per-device batch, so it is another run: its
+`<hash>` is the first 12 hex digits of the SHA-256 of `<that hash>:world_size=<N>`. Names are
+sanitised to `[A-Za-z0-9._-]`, so nothing in a config or a dataset can make a record land outside
+`runs/`.
 
 In Python, `freezebench.results.read_records(folder)` gives the records as `RunRecord` objects and
 `freezebench.load_records(folder)` as a pandas DataFrame, one row per run.

@@ -1,4 +1,4 @@
-"""One run end to end: records, the frozen-prefix cache, failures, saving and loading back."""
+"""One run end to end: records, the frozen-prefix cache, failures (saved models: test_saving)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from freezebench.model.layer_map import build_layer_map
 from freezebench.model.staged import StagedForward
 from freezebench.pipeline import run
 from freezebench.results import read_records
-from freezebench.saving import load_finetuned
 
 from .conftest import build_tiny_model
 
@@ -141,25 +140,3 @@ def test_bad_data_fails_before_training(tiny_model_dirs, tmp_path):
     data.write_text("text,label\ngood movie,1\n   ,0\nbad movie,0\n")
     with pytest.raises(DataError, match="row 1"):
         run(_config(tiny_model_dirs["bert"], data, tmp_path))
-
-
-@pytest.mark.parametrize("strategy,params,whole", [("full", {}, True), ("bottom", {"k": 2}, False),
-                                                   ("lora", {}, False)])
-def test_saved_model_loads_back_with_the_same_predictions(
-        tiny_model_dirs, sentiment_folder, tmp_path, tokenizer, strategy, params, whole):
-    record = run(_config(tiny_model_dirs["roberta"], sentiment_folder, tmp_path,
-                         strategy=strategy, strategy_params=params, save_model=True,
-                         num_train_epochs=1))
-    folder = tmp_path / "out" / "models" / record.id
-    assert (folder / "model.safetensors").exists() == whole
-    assert (folder / "trained.safetensors").exists() == (not whole)
-    model, loaded_tokenizer = load_finetuned(folder)
-    model.eval()
-    batch = loaded_tokenizer(["a delight from start to finish", "a tedious mess"],
-                             padding=True, return_tensors="pt")
-    with torch.no_grad():
-        predictions = model(**batch).logits.argmax(-1)
-    assert predictions.shape == (2,)
-    if not whole:
-        size = (folder / "trained.safetensors").stat().st_size
-        assert size < 0.8 * sum(p.numel() * 4 for p in model.parameters())

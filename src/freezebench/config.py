@@ -25,10 +25,12 @@ DropoutMasks = Literal["auto", "torch", "numpy"]
 SchedulerType = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 SelectCheckpoint = Literal["last", "best"]
 BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "loss"]
+SaveFormat = Literal["pretrained", "delta"]
 
 # Fields that say where output goes or how chatty a run is; they do not change what a run
 # measures, so they are left out of the run id.
-_NON_IDENTITY_FIELDS = frozenset({"output_dir", "save_model", "disable_tqdm", "cache_dir"})
+_NON_IDENTITY_FIELDS = frozenset({"output_dir", "save_model", "save_format", "push_to_hub",
+                                  "hub_model_id", "disable_tqdm", "cache_dir"})
 
 
 class RunConfig(BaseModel):
@@ -122,8 +124,17 @@ class RunConfig(BaseModel):
 
     # output
     output_dir: str = Field("freezebench-results", description="Results folder.")
-    save_model: bool = Field(False, description="Keep the fine-tuned model (whole, or the "
-                                                "trained tensors).")
+    save_model: bool = Field(False, description="Keep the fine-tuned model in "
+                                                "<output_dir>/models/<run-id>, with a model card.")
+    save_format: SaveFormat = Field(
+        "pretrained", description="pretrained: a whole model that transformers.pipeline loads "
+                                  "(LoRA merged, and its PEFT adapter in adapter/); delta: only "
+                                  "the trained tensors (freezebench.load_finetuned loads both).")
+    push_to_hub: bool = Field(False, description="Upload the saved model to the Hugging Face Hub "
+                                                 "(saves it as --save-model does).")
+    hub_model_id: str | None = Field(None, description="Hub repository to push to, e.g. "
+                                                       "user/name (default: the run id under "
+                                                       "your account).")
     disable_tqdm: bool | None = Field(None, description="No progress bars (default: shown on a "
                                                         "terminal only).")
 
@@ -133,6 +144,20 @@ class RunConfig(BaseModel):
         if not value or not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("hub_model_id")
+    @classmethod
+    def _hub_repo_id(cls, value: str | None) -> str | None:
+        """Checked before training rather than when the push fails after it."""
+        if value is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(value)
+            except HFValidationError:
+                raise ValueError("not a Hub repository id: use 'name' or 'namespace/name', of "
+                                 "letters, digits, '-', '_' and '.'") from None
+        return value
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine what a run measures (the basis of its id)."""

@@ -50,6 +50,10 @@ class StorageError(FreezebenchError):
     """Results that cannot be written (disk full, quota, read-only folder): stops a sweep."""
 
 
+class HubError(FreezebenchError):
+    """A saved model that could not be pushed to the Hugging Face Hub; the local copy is kept."""
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)

