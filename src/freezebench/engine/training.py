@@ -150,7 +150,7 @@ class _Loop:
         loss_sum = torch.zeros((), device=self.device)
         with Stopwatch(self.device) as watch:
             batches = iter_batches(inputs, [share.indices for share in shares], self.device,
-                                   packed=self.recipe.packed_batches)
+                                   packed=self.recipe.packed_batches and self.staged.packs)
             for share, batch in zip(shares, batches, strict=True):
                 self._follow_schedule()
                 loss_sum += self._step(batch, share)
@@ -216,7 +216,7 @@ def warm_up(staged: StagedForward, inputs: SplitInputs, *, boundary: int, batch_
     _warmed_up = True
     copy = deepcopy(staged)
     indices = list(range(min(batch_size, len(inputs.lengths))))
-    batch = next(iter_batches(inputs, [indices], device, packed=packed))
+    batch = next(iter_batches(inputs, [indices], device, packed=packed and staged.packs))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), autocast(device, precision):
         loss = nn.functional.cross_entropy(forward_logits(copy, batch, boundary).float(),

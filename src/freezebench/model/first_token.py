@@ -28,10 +28,12 @@ DENSE_MASK_ATTENTION = ("eager", "sdpa", NUMPY_DROPOUT_ATTENTION)
 
 @dataclass(frozen=True)
 class FirstTokens:
-    """Where each example's first token sits, the position a classification head reads.
+    """Where the token a classification head reads sits in each example: its first token
+    (encoders), or its last real one (decoders, whose heads read the last token; the name keeps
+    the encoders' case).
 
-    ``rows[i]``, ``starts[i]``: example ``i``'s row and its first position there (packed rows hold
-    several examples); ``None`` for padded rows, one example each, starting at position 0.
+    ``rows[i]``, ``starts[i]``: example ``i``'s row and that token's position there (packed rows
+    hold several examples); ``None`` for padded rows, one example each, read at position 0.
     """
 
     rows: torch.Tensor | None = None
