@@ -1,6 +1,7 @@
 """The contract of every architecture mapped beyond BERT, RoBERTa and DistilBERT: the staged
 forward equals the model's own (logits and every gradient, fp32, padded and packed rows), every
-strategy trains what it names and nothing else, and a cached frozen prefix gives what recomputing
+strategy trains what it names and nothing else (tests/test_architectures_strategies.py), and a
+cached frozen prefix gives what recomputing
 it gives. Tiny random models from configs (tests/architectures.py)."""
 
 from __future__ import annotations
@@ -12,23 +13,15 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from freezebench.engine.batching import Batch, Packing, SplitInputs, forward_logits, make_batch
-from freezebench.engine.freezing import apply_trainable
 from freezebench.engine.prefix_states import build_states
-from freezebench.engine.training import Recipe, train
 from freezebench.model.architectures import ARCHITECTURES
 from freezebench.model.layer_map import build_layer_map
-from freezebench.model.loading import with_lora
 from freezebench.model.staged import StagedForward
-from freezebench.record import SplitMetrics
-from freezebench.strategies import STRATEGIES, plan_for
 
 from .architectures import DECODERS, NEW_ARCHITECTURES, build_new_model
 
 LENGTHS = [9, 4, 12, 7, 3, 12, 5, 8]
 LABELS = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
-NOT_EVALUATED = SplitMetrics(accuracy=0.0, f1=0.0, f1_macro=0.0, precision=0.0, recall=0.0,
-                             loss=0.0, per_class_f1={}, samples=0)
-PARAMS = {"custom": {"patterns": "*.1.*"}, "bottom": {"k": 1}, "top": {"n": 1}}
 
 
 def _examples(count: int = len(LENGTHS), seed: int = 0) -> list[torch.Tensor]:
@@ -124,60 +117,18 @@ def test_a_cached_prefix_gives_the_logits_of_recomputing_it(tokenizer, architect
     indices = list(range(0, 24, 3))
     with torch.no_grad():
         expected = forward_logits(staged, make_batch(inputs, indices, packed=False), 0)
-        for boundary in (2, staged.num_boundaries):  # inside the blocks; after the last one
-            inputs.cached = build_states(staged, inputs, boundary, torch.device("cpu"), "fp32")
+        below = build_states(staged, inputs, 2, torch.device("cpu"), "fp32")
+        top = staged.num_boundaries
+        entries = {2: below,  # inside the blocks; after the last one, built on from boundary 2
+                   top: build_states(staged, inputs, top, torch.device("cpu"), "fp32",
+                                     start=below, start_boundary=2)}
+        for boundary, entry in entries.items():
+            inputs.cached = entry
             for packed in (False, True):
                 logits = forward_logits(staged, make_batch(inputs, indices, packed=packed),
                                         boundary)
                 torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
             inputs.cached = None
-
-
-def _trained(architecture: str, strategy: str, tokenizer):
-    model = build_new_model(architecture, vocab_size=100).train()
-    layer_map = build_layer_map(model)
-    plan = plan_for(strategy, PARAMS.get(strategy, {}), layer_map)
-    if plan.lora is not None:
-        model = with_lora(model, plan.lora)
-        layer_map = build_layer_map(model)
-        plan = plan_for(strategy, PARAMS.get(strategy, {}), layer_map)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
-    recipe = Recipe(learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=1.0,
-                    # one step, except for a schedule, which needs steps to unfreeze
-                    num_train_epochs=2 if plan.schedule else 1, per_device_train_batch_size=8,
-                    per_device_eval_batch_size=8, seed=0, group_by_length=True,
-                    packed_batches=True)
-    outcome = train(model=model, staged=StagedForward(model, layer_map), layer_map=layer_map,
-                    plan=plan, inputs=_split(_examples(16 if plan.schedule else 8), tokenizer),
-                    recipe=recipe,
-                    device=torch.device("cpu"), precision="fp32", boundary=boundary,
-                    on_epoch_end=lambda epoch: NOT_EVALUATED)
-    return model, layer_map, plan, before, outcome
-
-
-@pytest.mark.parametrize("architecture", NEW_ARCHITECTURES)
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_every_strategy_trains_what_it_names_and_nothing_else(tokenizer, architecture, strategy):
-    model, layer_map, plan, before, outcome = _trained(architecture, strategy, tokenizer)
-    ever = plan.ever_trainable()
-    assert set(layer_map.head) <= plan.trainable and ever <= set(layer_map.all_names())
-    after = dict(model.named_parameters())
-    frozen = set(after) - ever
-    assert frozen or strategy in ("full", "gradual"), "partial strategies freeze something"
-    for name in frozen:
-        assert torch.equal(before[name], after[name]), f"frozen {name} changed"
-    changed = {n for n in ever if not torch.equal(before[n], after[n])}
-    assert set(layer_map.head) <= changed
-    assert len(changed) >= 0.5 * len(ever), "most trainable tensors must move"
-    assert all(id(after[n]) not in {id(p) for p in outcome.optimizer.state} for n in frozen)
-    if strategy == "bottom":  # k=1: embeddings and the first block frozen, the rest trains
-        assert not (set(layer_map.embeddings) | set(layer_map.blocks[0])) & ever
-        assert set(layer_map.blocks[1]) | set(layer_map.pooler) <= ever
-    if strategy == "lora":
-        assert layer_map.adapters and ever == set(layer_map.adapters) | set(layer_map.head)
-    if strategy == "layernorm":
-        assert ever - set(layer_map.head), "the architecture's norms are found"
 
 
 def test_sequences_longer_than_a_sliding_window_are_refused():

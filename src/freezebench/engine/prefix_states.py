@@ -105,8 +105,8 @@ def build_states(
         for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
             first = batch.first_tokens(staged.pooling) if cls_only else None
             if batch.hidden is not None:
-                inputs = staged.block_inputs(batch.hidden, batch.attention_mask)
-                hidden = staged.run_blocks(batch.hidden, inputs, start_boundary - 1,
+                block_inputs = staged.block_inputs(batch.hidden, batch.attention_mask)
+                hidden = staged.run_blocks(batch.hidden, block_inputs, start_boundary - 1,
                                            boundary - 1, first)
             else:
                 hidden = staged.to_boundary(batch.tokens, boundary, first=first)

@@ -107,6 +107,15 @@ class ArchitectureSpec:
     packs: bool = True
     check: CheckFn | None = None
     note: str = ""
+    # a block's matrices that read its input (query, key, value), when they are not the first
+    # three of all_projections: a fused one (GPT-2's c_attn)
+    fused_input_projection: str | None = None
+
+    def input_projections(self) -> tuple[str, ...]:
+        """Name fragments of a block's query, key and value projections (FLOP counting)."""
+        if self.fused_input_projection:
+            return (self.fused_input_projection,)
+        return self.all_projections[:3]
 
 
 _ROBERTA = ArchitectureSpec(
@@ -149,7 +158,7 @@ def _decoder(backbone: str) -> ArchitectureSpec:
         embed_fn=families.embed_rotary_decoder,
         extras_fn=families.rotary_extras,
         block_fn=families.call_decoder_block,
-        note="causal; rotary positions restart per packed example",
+        note="causal, rotary",
     )
 
 
@@ -216,7 +225,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         mask_fn=families.deberta_mask,
         block_fn=families.call_deberta_block,
         check=_deberta_check,
-        note="relative positions (row index differences) are exact in packed rows",
+        note="relative positions",
     ),
     "gpt2": ArchitectureSpec(
         backbone="transformer",
@@ -232,7 +241,8 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         causal=True,
         embed_fn=families.embed_gpt2,
         block_fn=families.call_decoder_block,
-        note="causal; learned positions restart per packed example",
+        fused_input_projection="c_attn",
+        note="causal",
     ),
     "llama": _decoder("model"),
     "mistral": _decoder("model"),
@@ -254,7 +264,8 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         head_fn=_modernbert_head,
         staged=False,
         packs=False,
-        note="runs whole: no frozen-prefix cache, no packing",
+        fused_input_projection="Wqkv",
+        note="runs whole",
     ),
 }
 
@@ -263,7 +274,7 @@ def describe_architectures() -> list[dict[str, Any]]:
     """What each mapped architecture supports, for ``freezebench ls architectures``."""
     return [{"model_type": model_type, "staged": spec.staged,
              "cut_last_block": spec.first_token_block is not None,
-             "packing": spec.packs, "pooling": f"{spec.pooling} token",
+             "packing": spec.packs, "pooling": spec.pooling if spec.staged else "model's own",
              "lora_targets": list(spec.attention_projections),
              "lora_targets_all": list(spec.all_projections), "note": spec.note}
             for model_type, spec in ARCHITECTURES.items()]
