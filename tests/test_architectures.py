@@ -15,8 +15,9 @@ from transformers import DataCollatorWithPadding
 from freezebench.engine.batching import Batch, Packing, SplitInputs, forward_logits, make_batch
 from freezebench.engine.prefix_states import build_states
 from freezebench.model.architectures import ARCHITECTURES
+from freezebench.model.dropout import use_numpy_dropout
 from freezebench.model.layer_map import build_layer_map
-from freezebench.model.staged import StagedForward
+from freezebench.model.staged import StagedForward, computes_first_token_only
 
 from .architectures import DECODERS, NEW_ARCHITECTURES, build_new_model
 
@@ -80,6 +81,43 @@ def test_the_staged_forward_gives_the_models_logits_and_gradients(architecture):
         for name, gradient in gradients.items():
             torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6,
                                        msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("attention", ["eager", "numpy"])
+@pytest.mark.parametrize("architecture", ["llama", "qwen3"])
+def test_the_cut_last_decoder_block_gives_the_models_gradients_under_every_attention(
+        architecture, attention):
+    model = _model(architecture)
+    if attention == "numpy":
+        use_numpy_dropout(model, seed=(0, 0))
+    else:
+        model.set_attn_implementation(attention)
+    staged = StagedForward(model, build_layer_map(model))
+    assert computes_first_token_only(model)
+    examples = _examples()
+    reference, expected = _logits_and_gradients(
+        model, lambda: model(**_padded(examples).tokens).logits)
+    logits, gradients = _logits_and_gradients(
+        model, lambda: forward_logits(staged, _packed(examples), 0))
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "qwen3", "mistral"])
+def test_the_last_decoder_mlp_sees_one_position_per_example_and_keys_see_all(architecture):
+    model = _model(architecture)
+    staged = StagedForward(model, build_layer_map(model))
+    seen: dict[str, list[tuple[int, ...]]] = {"mlp": [], "key": []}
+    last = staged.blocks[-1]
+    last.mlp.register_forward_hook(lambda module, args, out: seen["mlp"].append(args[0].shape))
+    last.self_attn.k_proj.register_forward_hook(
+        lambda module, args, out: seen["key"].append(args[0].shape))
+    batch = _packed(_examples())
+    with torch.no_grad():
+        forward_logits(staged, batch, 0)
+    rows, width = batch.segments.shape
+    assert seen == {"mlp": [(len(LENGTHS), 1, 32)], "key": [(rows, width, 32)]}
 
 
 @pytest.mark.parametrize("architecture", DECODERS)

@@ -25,6 +25,7 @@ from freezebench.model.first_token import (
     FirstTokenBlockFn,
     bert_first_token_block,
     distilbert_first_token_block,
+    rotary_last_token_block,
 )
 
 HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -158,6 +159,8 @@ def _decoder(backbone: str) -> ArchitectureSpec:
         embed_fn=families.embed_rotary_decoder,
         extras_fn=families.rotary_extras,
         block_fn=families.call_decoder_block,
+        first_token_block=rotary_last_token_block,  # at the last real tokens
+        key_value_projections=("self_attn.k_proj.", "self_attn.v_proj."),
         note="causal, rotary",
     )
 

@@ -171,7 +171,7 @@ class StagedForward:
         if not computes_first_token_only(self.model):
             return first.gather(self.spec.block_fn(block, hidden, inputs))
         assert self.spec.first_token_block is not None
-        return self.spec.first_token_block(block, hidden, inputs.mask, first)
+        return self.spec.first_token_block(block, hidden, inputs, first)
 
     def to_boundary(
         self, batch: dict[str, torch.Tensor], boundary: int, hidden: torch.Tensor | None = None,
