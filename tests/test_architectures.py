@@ -13,6 +13,7 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from freezebench.engine.batching import Batch, Packing, SplitInputs, forward_logits, make_batch
+from freezebench.engine.freezing import apply_trainable
 from freezebench.engine.prefix_states import build_states
 from freezebench.model.architectures import ARCHITECTURES
 from freezebench.model.dropout import use_numpy_dropout
@@ -118,6 +119,18 @@ def test_the_last_decoder_mlp_sees_one_position_per_example_and_keys_see_all(arc
         forward_logits(staged, batch, 0)
     rows, width = batch.segments.shape
     assert seen == {"mlp": [(len(LENGTHS), 1, 32)], "key": [(rows, width, 32)]}
+
+
+@pytest.mark.parametrize("architecture", NEW_ARCHITECTURES)
+def test_a_frozen_backbone_runs_every_dropout_outside_the_head_in_inference_mode(architecture):
+    model = build_new_model(architecture, vocab_size=100).train()
+    layer_map = build_layer_map(model)
+    apply_trainable(model, layer_map, set(layer_map.head))
+    outside_head = [name for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Dropout)
+                    and not any(name.startswith(h) for h in layer_map.spec.head)]
+    # (Llama-style decoders drop attention weights only, by a rate their blocks' mode governs)
+    assert not [n for n in outside_head if model.get_submodule(n).training]
 
 
 @pytest.mark.parametrize("architecture", DECODERS)

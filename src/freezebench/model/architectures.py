@@ -232,7 +232,8 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     ),
     "gpt2": ArchitectureSpec(
         backbone="transformer",
-        embeddings=("transformer.wte", "transformer.wpe"),
+        # the embedding dropout too: a frozen prefix runs it in inference mode
+        embeddings=("transformer.wte", "transformer.wpe", "transformer.drop"),
         blocks="transformer.h",
         pooler=("transformer.ln_f",),
         head=("score",),
