@@ -21,6 +21,7 @@ from freezebench.model.layer_map import build_layer_map
 from freezebench.model.staged import StagedForward, computes_first_token_only
 
 from .architectures import DECODERS, NEW_ARCHITECTURES, build_new_model
+from .conftest import build_tiny_model
 
 LENGTHS = [9, 4, 12, 7, 3, 12, 5, 8]
 LABELS = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
@@ -121,9 +122,10 @@ def test_the_last_decoder_mlp_sees_one_position_per_example_and_keys_see_all(arc
     assert seen == {"mlp": [(len(LENGTHS), 1, 32)], "key": [(rows, width, 32)]}
 
 
-@pytest.mark.parametrize("architecture", NEW_ARCHITECTURES)
+@pytest.mark.parametrize("architecture", ("bert", "roberta", "distilbert", *NEW_ARCHITECTURES))
 def test_a_frozen_backbone_runs_every_dropout_outside_the_head_in_inference_mode(architecture):
-    model = build_new_model(architecture, vocab_size=100).train()
+    build = build_new_model if architecture in NEW_ARCHITECTURES else build_tiny_model
+    model = build(architecture, vocab_size=100).train()
     layer_map = build_layer_map(model)
     apply_trainable(model, layer_map, set(layer_map.head))
     outside_head = [name for name, module in model.named_modules()
