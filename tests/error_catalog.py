@@ -193,9 +193,9 @@ CASES: list[Case] = [
          [*RUN[:1], "--model", "remote-code-model", "--dataset", "sentiment", "--output-dir",
           "out", "--trust-remote-code"],
          ["needs a pinned --revision"]),
-    Case("Architecture without a layer map", [*RUN[:1], "--model", "gpt2-model", "--dataset",
+    Case("Architecture without a layer map", [*RUN[:1], "--model", "albert-model", "--dataset",
                                               "sentiment", "--output-dir", "out"],
-         ["Architecture 'gpt2' has no layer map", "ARCHITECTURES"]),
+         ["Architecture 'albert' has no layer map", "ARCHITECTURES"]),
     # --- results folder
     Case("--push-to-hub without the Hub (HF_HUB_OFFLINE=1)",
          [*RUN, "--dataset", "sentiment", "--strategy", "head", "--push-to-hub",
@@ -216,7 +216,7 @@ CASES: list[Case] = [
 def build_assets(folder: Path, tiny_bert: str, sentiment: Path) -> dict[str, Path]:
     """The models and data the cases refer to by name, built once."""
     import torch
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import AlbertConfig, AlbertForSequenceClassification
 
     assets = {"model": Path(tiny_bert), "sentiment": sentiment}
     pickled = folder / "pickle-model"
@@ -228,13 +228,14 @@ def build_assets(folder: Path, tiny_bert: str, sentiment: Path) -> dict[str, Pat
     config.update(model_type="custombert", auto_map={"AutoConfig": "custom.CustomConfig"})
     (remote / "config.json").write_text(json.dumps(config))
     (remote / "custom.py").write_text("raise SystemExit('this code must never run')\n")
-    gpt2 = folder / "gpt2-model"
+    albert = folder / "albert-model"  # an architecture freezebench does not map
     torch.manual_seed(0)
-    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=100,
-                                             pad_token_id=0)).save_pretrained(gpt2)
+    AlbertForSequenceClassification(AlbertConfig(
+        num_hidden_layers=1, hidden_size=16, embedding_size=8, num_attention_heads=2,
+        intermediate_size=32, vocab_size=100)).save_pretrained(albert)
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(Path(tiny_bert) / name, gpt2 / name)
-    assets.update({"pickle-model": pickled, "remote-code-model": remote, "gpt2-model": gpt2})
+        shutil.copy(Path(tiny_bert) / name, albert / name)
+    assets.update({"pickle-model": pickled, "remote-code-model": remote, "albert-model": albert})
     return assets
 
 

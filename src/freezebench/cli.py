@@ -21,7 +21,7 @@ from freezebench.record import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what freezing transformer layers costs and saves.")
-ls_app = typer.Typer(no_args_is_help=True, help="List strategies or runs.")
+ls_app = typer.Typer(no_args_is_help=True, help="List strategies, architectures or runs.")
 app.add_typer(ls_app, name="ls")
 console = Console()
 err_console = Console(stderr=True)
@@ -166,6 +166,32 @@ def ls_strategies(json_output: Annotated[bool, typer.Option(
     for spec in STRATEGIES.values():
         table.add_row(spec.name, spec.describe_params(), spec.description)
     console.print(table)
+
+
+@ls_app.command("architectures")
+def ls_architectures(json_output: Annotated[bool, typer.Option(
+        "--json", help="As JSON: one object per model_type.")] = False) -> None:
+    """List the mapped architectures (config.model_type) and what each supports."""
+    from freezebench.model.architectures import describe_architectures
+
+    rows = describe_architectures()
+    if json_output:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(show_header=True)
+    columns = ("model_type", "staged / cache", "cut last block", "packing", "pooling",
+               "LoRA targets (qv)", "note")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["model_type"], _yes(row["staged"]), _yes(row["cut_last_block"]),
+                      _yes(row["packing"]), row["pooling"], ", ".join(row["lora_targets"]),
+                      row["note"])
+    console.print(table)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 @ls_app.command("runs")

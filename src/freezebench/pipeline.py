@@ -63,7 +63,13 @@ from freezebench.measure.memory import PeakMemory, memory_use
 from freezebench.measure.quality import classification_metrics
 from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
 from freezebench.model.layer_map import LayerMap, build_layer_map, count_parameters
-from freezebench.model.loading import check_max_length, load_model, load_tokenizer, with_lora
+from freezebench.model.loading import (
+    check_max_length,
+    load_model,
+    load_tokenizer,
+    set_padding,
+    with_lora,
+)
 from freezebench.model.staged import StagedForward, computes_first_token_only
 from freezebench.record import (
     DataSummary,
@@ -164,6 +170,7 @@ def prepare(config: RunConfig) -> Prepared:
     model = load_model(config.model, num_labels=task.num_labels, label_names=task.label_names,
                        seed=config.seed, revision=config.revision,
                        trust_remote_code=config.trust_remote_code)
+    set_padding(tokenizer, model)
     layer_map = build_layer_map(model)
     plan = plan_for(config.strategy, config.strategy_params, layer_map)
     if plan.lora is not None:  # the adapters are new parameters: map and plan again
@@ -202,7 +209,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
     store_frozen_weights_for_autocast(model, plan.ever_trainable(), context.precision)
     _print_trainable(model, parallel)
     staged = StagedForward(model, layer_map)
-    use_cache = config.use_cache and not plan.schedule and boundary > 0
+    use_cache = config.use_cache and not plan.schedule and boundary > 0 and staged.staged
     units = unit_costs(model, layer_map, plan.ever_trainable(), computes_first_token_only(model))
     if not parallel.active:  # before anything timed, the cache build included
         warm_up(staged, prepared.inputs["train"], boundary=0,
@@ -290,9 +297,9 @@ def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:
 def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward,
                   boundary: int, units: list[UnitCost]) -> CacheUse:
     """Read (or build) the frozen prefix's states of every split; the inputs then start there."""
-    backbone = [staged.embeddings, *staged.blocks]
+    backbone = [staged.embedding_modules, *([block] for block in staged.blocks)]
     key = PrefixContext(
-        unit_digests=tuple(weights_digest([unit]) for unit in backbone[:boundary]),
+        unit_digests=tuple(weights_digest(unit) for unit in backbone[:boundary]),
         data_fingerprint=prepared.task.fingerprint,
         tokenizer=type(prepared.tokenizer).__name__ + ":" + str(prepared.tokenizer.vocab_size),
         max_length=context.config.max_length or 0, precision=context.precision,

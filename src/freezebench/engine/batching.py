@@ -95,9 +95,12 @@ class Packing:
         owner = self.pack([torch.full((n,), i) for i, n in enumerate(self.lengths)], fill=-1)
         return torch.where(owner >= 0, owner, padding + len(self.lengths))
 
-    def first_tokens(self, device: torch.device) -> FirstTokens:
-        """Each example's first position, where the head reads."""
-        return FirstTokens(self.rows.to(device), self.starts.to(device))
+    def first_tokens(self, device: torch.device, pooling: str = "first") -> FirstTokens:
+        """Where the head reads each example: its first position, or its last (``pooling``)."""
+        starts = self.starts
+        if pooling == "last":
+            starts = starts + torch.tensor(self.lengths) - 1
+        return FirstTokens(self.rows.to(device), starts.to(device))
 
 
 @dataclass
@@ -144,11 +147,17 @@ class Batch:
     positions: torch.Tensor | None = None
     segments: torch.Tensor | None = None
 
-    def first_tokens(self) -> FirstTokens:
-        """Where each example's first token sits in the rows."""
-        if self.packing is None:
+    def first_tokens(self, pooling: str = "first") -> FirstTokens:
+        """Where the token the head reads sits in the rows: each example's first, or with
+        ``pooling="last"`` its last real one (rows are padded on the right)."""
+        device = self.labels.device
+        if self.packing is not None:
+            return self.packing.first_tokens(device, pooling)
+        if pooling == "first":
             return FirstTokens()
-        return self.packing.first_tokens(self.labels.device)
+        assert self.attention_mask is not None
+        rows = torch.arange(len(self.attention_mask), device=device)
+        return FirstTokens(rows, self.attention_mask.sum(1).to(device) - 1)
 
 
 def make_batch(inputs: SplitInputs, indices: list[int], *, packed: bool) -> Batch:
@@ -192,23 +201,29 @@ def iter_batches(inputs: SplitInputs, order: list[list[int]], device: torch.devi
 def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.Tensor:
     """Logits for a batch whose frozen prefix ends at ``boundary`` (cached or recomputed).
 
-    The last block computes the first tokens alone, the positions the head reads.
+    The last block computes the tokens the head reads alone. An architecture that is not staged
+    runs whole from the tokens (its batches are padded and never cached).
     """
+    if not staged.staged:
+        assert batch.tokens is not None and batch.packing is None
+        return staged.whole(batch.tokens)
     top = staged.num_boundaries
-    first = batch.first_tokens()
+    first = batch.first_tokens(staged.pooling)
     runs_last_block = batch.hidden is None or boundary < top
     hidden = batch.hidden
-    mask = None
+    inputs = None
     if hidden is None:  # from tokens: the frozen prefix (if any) runs without autograd
         with torch.no_grad() if boundary > 0 else contextlib.nullcontext():
             hidden = staged.embed(batch.tokens, positions=batch.positions)
-            mask = staged.block_mask(hidden, batch.attention_mask, batch.segments)
+            inputs = staged.block_inputs(hidden, batch.attention_mask, batch.segments,
+                                         batch.positions)
             boundary = max(boundary, 1)  # the embeddings' output
-            hidden = staged.run_blocks(hidden, mask, 0, boundary - 1, first)
+            hidden = staged.run_blocks(hidden, inputs, 0, boundary - 1, first)
     if boundary < top:
-        mask = mask if mask is not None else staged.block_mask(hidden, batch.attention_mask,
-                                                               batch.segments)
-        hidden = staged.run_blocks(hidden, mask, boundary - 1, top - 1, first)
+        if inputs is None:
+            inputs = staged.block_inputs(hidden, batch.attention_mask, batch.segments,
+                                         batch.positions)
+        hidden = staged.run_blocks(hidden, inputs, boundary - 1, top - 1, first)
     if not runs_last_block:  # cached states after the last block
         hidden = first.gather(hidden)
     return staged.head(hidden)

@@ -12,7 +12,6 @@ from freezebench.engine.batching import SplitInputs, batch_order, iter_batches
 from freezebench.engine.precision import autocast
 from freezebench.engine.prefix_cache import Build, CachedStates, PrefixCacheStore, cache_key
 from freezebench.measure.timing import Stopwatch
-from freezebench.model.first_token import FirstTokens
 from freezebench.model.staged import StagedForward
 
 logger = logging.getLogger(__name__)
@@ -93,22 +92,22 @@ def build_states(
     precision: str, *, start: CachedStates | None = None, start_boundary: int = 0,
 ) -> CachedStates:
     """Run the frozen prefix over a split in inference mode and pack the unpadded states."""
-    cls_only = boundary == staged.num_boundaries
-    first = FirstTokens() if cls_only else None  # the head reads the first tokens alone
+    cls_only = boundary == staged.num_boundaries  # the head reads one token of each alone
     order = batch_order(inputs.lengths, _BUILD_BATCH, shuffle=False, seed=0, epoch=0,
                         group_by_length=True)
     source = SplitInputs(inputs.dataset, inputs.collator, cached=start)
     pieces: dict[int, torch.Tensor] = {}
-    modules = [staged.embeddings, *staged.blocks]
+    modules = [*staged.embedding_modules, *staged.blocks]
     modes = [m.training for m in modules]
     for module in modules:
         module.eval()
     with torch.inference_mode(), autocast(device, precision):
         for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
+            first = batch.first_tokens(staged.pooling) if cls_only else None
             if batch.hidden is not None:
-                mask = staged.block_mask(batch.hidden, batch.attention_mask)
-                hidden = staged.run_blocks(batch.hidden, mask, start_boundary - 1, boundary - 1,
-                                           first)
+                block_inputs = staged.block_inputs(batch.hidden, batch.attention_mask)
+                hidden = staged.run_blocks(batch.hidden, block_inputs, start_boundary - 1,
+                                           boundary - 1, first)
             else:
                 hidden = staged.to_boundary(batch.tokens, boundary, first=first)
             hidden = hidden.cpu()

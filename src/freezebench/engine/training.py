@@ -264,7 +264,7 @@ class _Loop:
         step, fewer at the epoch's end), yielding after each; stops at the run's last step."""
         shares = self.parallel.shares(order)
         batches = iter_batches(inputs, [share.indices for share in shares], self.device,
-                               packed=self.recipe.packed_batches)
+                               packed=self.recipe.packed_batches and self.staged.packs)
         group, count = self.recipe.gradient_accumulation_steps, len(order)
         items = zip(order, shares, batches, strict=True)
         for first in range(0, count, group):
@@ -371,7 +371,7 @@ def warm_up(staged: StagedForward, inputs: SplitInputs, *, boundary: int, batch_
     _warmed_up = True
     copy = deepcopy(staged)
     indices = list(range(min(batch_size, len(inputs.lengths))))
-    batch = next(iter_batches(inputs, [indices], device, packed=packed))
+    batch = next(iter_batches(inputs, [indices], device, packed=packed and staged.packs))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), autocast(device, precision):
         loss = nn.functional.cross_entropy(forward_logits(copy, batch, boundary).float(),

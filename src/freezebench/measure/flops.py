@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from freezebench.model.layer_map import LayerMap
 
@@ -91,8 +92,7 @@ def unit_costs(model: nn.Module, layer_map: LayerMap, ever_trainable: set[str],
     """The units of ``model`` for :func:`train_flops`; ``first_token_only``: the last block runs
     at the first tokens alone (its key and value projections still act on every token)."""
     last_block = f"blocks[{layer_map.num_blocks - 1}]"
-    # the lora strategy's 'all' targets: query, key, value and attention output, in that order
-    inputs = tuple(f".{name}." for name in layer_map.spec.all_projections[:3])
+    inputs = tuple(f".{name}." for name in layer_map.spec.input_projections())
     return [_unit_cost(model, unit, names, ever_trainable,
                        inputs if unit.startswith("blocks") else None,
                        cut=first_token_only and unit == last_block)
@@ -109,7 +109,7 @@ def _unit_cost(model: nn.Module, unit: str, names: list[str], trainable: set[str
     seen_trainable = False
     for name in names:
         module = model.get_submodule(name.rsplit(".", 1)[0])
-        if name.endswith(".weight") and isinstance(module, nn.Linear):
+        if name.endswith(".weight") and isinstance(module, (nn.Linear, Conv1D)):
             if ".lora_B." in name:  # reads what its adapter's A (just before it) computes
                 before = matrices[-1]
                 reads = before.trains or before.reads_trainable
@@ -121,7 +121,9 @@ def _unit_cost(model: nn.Module, unit: str, names: list[str], trainable: set[str
         seen_trainable |= name in trainable
     attention = None
     if inputs:
-        query, key, value = (any(p in n for n in names if n in trainable) for p in inputs)
+        flags = [any(p in n for n in names if n in trainable) for p in inputs]
+        # one fused matrix (GPT-2's c_attn, ModernBERT's Wqkv) computes all three
+        query, key, value = flags * 3 if len(flags) == 1 else flags
         attention = (query, key, value)
     return UnitCost(unit, tuple(matrices), any(n in trainable for n in names),
                     per_token=unit not in ("pooler", "head"), attention=attention, cut=cut)

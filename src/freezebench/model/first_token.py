@@ -14,13 +14,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from freezebench.model.dropout import ATTENTION as NUMPY_DROPOUT_ATTENTION
+from freezebench.model.families import BlockInputs
 
 # attention implementations whose functions take a dense (or no) mask of shape [batch, 1, q, k]
 DENSE_MASK_ATTENTION = ("eager", "sdpa", NUMPY_DROPOUT_ATTENTION)
@@ -28,10 +28,12 @@ DENSE_MASK_ATTENTION = ("eager", "sdpa", NUMPY_DROPOUT_ATTENTION)
 
 @dataclass(frozen=True)
 class FirstTokens:
-    """Where each example's first token sits, the position a classification head reads.
+    """Where the token a classification head reads sits in each example: its first token
+    (encoders), or its last real one (decoders, whose heads read the last token; the name keeps
+    the encoders' case).
 
-    ``rows[i]``, ``starts[i]``: example ``i``'s row and its first position there (packed rows hold
-    several examples); ``None`` for padded rows, one example each, starting at position 0.
+    ``rows[i]``, ``starts[i]``: example ``i``'s row and that token's position there (packed rows
+    hold several examples); ``None`` for padded rows, one example each, read at position 0.
     """
 
     rows: torch.Tensor | None = None
@@ -87,23 +89,54 @@ def _attend_first_tokens(
     return queries, output.reshape(len(queries), 1, -1)
 
 
-def bert_first_token_block(block: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None,
+def bert_first_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
                            first: FirstTokens) -> torch.Tensor:
-    """``BertLayer`` (and RoBERTa's) at the first tokens only."""
+    """``BertLayer`` (and RoBERTa's, ELECTRA's) at the first tokens only."""
     attention = block.attention.self
     queries, context = _attend_first_tokens(attention, attention.query, attention.key,
-                                            attention.value, hidden, mask, first)
+                                            attention.value, hidden, inputs.mask, first)
     return block.feed_forward_chunk(block.attention.output(context, queries))
 
 
-def distilbert_first_token_block(block: nn.Module, hidden: torch.Tensor,
-                                 mask: torch.Tensor | None, first: FirstTokens) -> torch.Tensor:
+def distilbert_first_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
+                                 first: FirstTokens) -> torch.Tensor:
     """DistilBERT's ``TransformerBlock`` at the first tokens only."""
     attention = block.attention
     queries, context = _attend_first_tokens(attention, attention.q_lin, attention.k_lin,
-                                            attention.v_lin, hidden, mask, first)
+                                            attention.v_lin, hidden, inputs.mask, first)
     attended = block.sa_layer_norm(attention.out_lin(context) + queries)
     return block.output_layer_norm(block.ffn(attended) + attended)
 
 
-FirstTokenBlockFn = Callable[[nn.Module, torch.Tensor, Any, FirstTokens], torch.Tensor]
+def rotary_last_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
+                            first: FirstTokens) -> torch.Tensor:
+    """A Llama-style decoder layer (Llama, Qwen2, Qwen3, Mistral) at the last real tokens only,
+    the ones its head reads: keys and values (normalised per head, rotated to their positions)
+    at every position, the query, attention output and MLP at those tokens alone."""
+    attention = block.self_attn
+    rotate = inspect.getmodule(type(attention)).apply_rotary_pos_emb
+    cos, sin = (table.expand(len(hidden), -1, -1) for table in
+                inputs.extras["position_embeddings"])
+    normed = block.input_layernorm(hidden)
+    queries = first.gather(normed)
+
+    def heads(projection: nn.Module, norm: str | None, states: torch.Tensor) -> torch.Tensor:
+        states = projection(states).view(*states.shape[:2], -1, attention.head_dim)
+        if norm is not None and hasattr(attention, norm):  # Qwen3 normalises each head
+            states = getattr(attention, norm)(states)
+        return states.transpose(1, 2)
+
+    query, _ = rotate(*(2 * [heads(attention.q_proj, "q_norm", queries)]),
+                      first.gather(cos), first.gather(sin))
+    _, keys = rotate(*(2 * [heads(attention.k_proj, "k_norm", normed)]), cos, sin)
+    values = heads(attention.v_proj, None, normed)
+    output, _ = _attention_function(attention)(
+        attention, query, first.row_of_each(keys), first.row_of_each(values),
+        first.mask_rows(inputs.mask),
+        dropout=attention.attention_dropout if attention.training else 0.0,
+        scaling=attention.scaling)
+    attended = first.gather(hidden) + attention.o_proj(output.reshape(len(query), 1, -1))
+    return attended + block.mlp(block.post_attention_layernorm(attended))
+
+
+FirstTokenBlockFn = Callable[[nn.Module, torch.Tensor, BlockInputs, FirstTokens], torch.Tensor]

@@ -57,21 +57,27 @@ def build_layer_map(model: PreTrainedModel) -> LayerMap:
     for name, _ in model.named_parameters():
         _assign(layer_map, spec, block_prefixes, name)
     for module_name, module in model.named_modules():
-        if isinstance(module, nn.LayerNorm):
+        if _is_norm(module):
             layer_map.layernorm += [f"{module_name}.{p}" for p, _ in module.named_parameters()]
     layer_map.adapters = [n for n in layer_map.all_names() if ".lora_" in n]
     return layer_map
 
 
+def _is_norm(module: nn.Module) -> bool:
+    """LayerNorm, and the RMSNorm of decoders (torch's or a model's own class)."""
+    return (isinstance(module, (nn.LayerNorm, nn.RMSNorm))
+            or type(module).__name__.endswith("RMSNorm"))
+
+
 def _assign(layer_map: LayerMap, spec: ArchitectureSpec, block_prefixes: list[str], name: str):
-    if name.startswith(spec.embeddings + "."):
+    if any(name.startswith(e + ".") for e in spec.embeddings):
         layer_map.embeddings.append(name)
         return
     for index, prefix in enumerate(block_prefixes):
         if name.startswith(prefix):
             layer_map.blocks[index].append(name)
             return
-    if spec.pooler and name.startswith(spec.pooler + "."):
+    if any(name.startswith(p + ".") for p in spec.pooler):
         layer_map.pooler.append(name)
         return
     if any(name.startswith(h + ".") for h in spec.head):
@@ -87,13 +93,24 @@ def unit_modules(model: nn.Module, layer_map: LayerMap) -> list[tuple[str, list[
     """The modules of each unit (same order as :meth:`LayerMap.units`)."""
     spec = layer_map.spec
     blocks = model.get_submodule(spec.blocks)
-    embeddings = model.get_submodule(spec.embeddings)
-    units: list[tuple[str, list[nn.Module]]] = [("embeddings", [embeddings])]
+    units: list[tuple[str, list[nn.Module]]] = [("embeddings", present(model, spec.embeddings))]
     units += [(f"blocks[{i}]", [block]) for i, block in enumerate(blocks)]
     if spec.pooler:
-        units.append(("pooler", [model.get_submodule(spec.pooler)]))
-    units.append(("head", [model.get_submodule(h) for h in spec.head]))
+        units.append(("pooler", present(model, spec.pooler)))
+    units.append(("head", present(model, spec.head)))
     return units
+
+
+def present(model: nn.Module, paths: tuple[str, ...]) -> list[nn.Module]:
+    """The modules at ``paths`` that ``model`` has (ELECTRA projects its embeddings only where
+    their size differs from the hidden size)."""
+    modules = []
+    for path in paths:
+        try:
+            modules.append(model.get_submodule(path))
+        except AttributeError:
+            continue
+    return modules
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -68,6 +68,29 @@ def load_model(
     return model
 
 
+def set_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    """Pad on the right, with a pad token the model knows.
+
+    Every example starts at position 0 of its row: the frozen-prefix cache keeps each example's
+    first ``length`` states, and packed rows place examples from their first token. A tokenizer
+    without a pad token (GPT-2, Llama and most decoders) pads with its end-of-sequence token, as
+    their ``*ForSequenceClassification`` expects; the model's config learns that id, since its
+    own forward finds each example's last real token by it. (The staged forward finds it from
+    the attention mask, the same token unless the pad token also occurs inside a text.)
+    """
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelError(
+                f"The tokenizer of '{tokenizer.name_or_path}' has no pad, end-of-sequence or "
+                "unknown token to pad batches with. Add a pad token to its tokenizer files "
+                "(special_tokens_map.json) and save it again.")
+        tokenizer.pad_token = fallback
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
 def with_lora(model: PreTrainedModel, lora: dict) -> PreTrainedModel:
     """Add LoRA adapters in place (PEFT), keeping the model class and its parameter paths."""
     from peft import LoraConfig, inject_adapter_in_model

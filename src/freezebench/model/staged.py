@@ -1,8 +1,11 @@
 """The model's forward pass cut at unit boundaries, so frozen prefixes run (or are read) apart.
 
-The heads read each example's first token alone, so :class:`StagedForward` runs the last block at
-those positions only where the architecture says how (``first_token_block``, see
-:mod:`freezebench.model.first_token`): the same logits and gradients with far less arithmetic.
+The heads read one token of each example (an encoder's first, a decoder's last real one), so
+:class:`StagedForward` runs the last block at those positions only where the architecture says
+how (``first_token_block``, see :mod:`freezebench.model.first_token`): the same logits and
+gradients with far less arithmetic. What differs between architectures (embeddings, what the
+blocks take, how they are called) comes from the architecture's spec
+(:mod:`freezebench.model.families`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import torch
 from transformers import PreTrainedModel
 from transformers.masking_utils import (
     ALL_MASK_ATTENTION_FUNCTIONS,
+    and_masks,
+    causal_mask_function,
     create_bidirectional_mask,
+    create_causal_mask,
     packed_sequence_mask_function,
 )
 
+from freezebench.errors import ModelError
 from freezebench.model.architectures import architecture_of
+from freezebench.model.families import BlockInputs, embed_module
 from freezebench.model.first_token import DENSE_MASK_ATTENTION, FirstTokens
-from freezebench.model.layer_map import LayerMap
+from freezebench.model.layer_map import LayerMap, present
 
 
 def computes_first_token_only(model: PreTrainedModel) -> bool:
@@ -40,79 +48,130 @@ class StagedForward:
     prefixes run up to a boundary without autograd, and the frozen-prefix cache stores the states at
     one. Composing all stages gives exactly ``model(**batch).logits``.
 
-    Rows hold one example each (padded, with a padding mask) or several (packed: ``positions``
-    restart at each example and ``segments`` keep attention within it). The head reads each
-    example's first token only, so the last block can compute those alone (:meth:`run_blocks`).
+    Rows hold one example each (padded on the right, with a padding mask) or several (packed:
+    ``positions`` restart at each example and ``segments`` keep attention within it). The head
+    reads one token of each example only, so the last block can compute those alone
+    (:meth:`run_blocks`). An architecture that is not ``staged`` runs whole (:meth:`whole`).
     """
 
     def __init__(self, model: PreTrainedModel, layer_map: LayerMap):
         self.model = model
         self.spec = layer_map.spec
-        self.embeddings = model.get_submodule(self.spec.embeddings)
+        self.embedding_modules = present(model, self.spec.embeddings)
         self.blocks = list(model.get_submodule(self.spec.blocks))
         self.num_boundaries = len(self.blocks) + 1
         # the position id of an example's first token (RoBERTa counts from padding_idx + 1)
         self.first_position = ((model.config.pad_token_id or 0) + 1
                                if self.spec.positions_after_padding else 0)
 
+    @property
+    def staged(self) -> bool:
+        """Whether the model runs unit by unit (frozen prefix apart, cacheable); else whole."""
+        return self.spec.staged
+
+    @property
+    def packs(self) -> bool:
+        """Whether batches may share rows between examples and still compute each exactly."""
+        return self.spec.packs
+
+    @property
+    def pooling(self) -> str:
+        return self.spec.pooling
+
+    def whole(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's own forward on a padded batch (architectures that are not staged)."""
+        return self.model(input_ids=tokens["input_ids"],
+                          attention_mask=tokens["attention_mask"]).logits
+
     def embed(self, batch: dict[str, torch.Tensor], positions: torch.Tensor | None = None
               ) -> torch.Tensor:
         """The embeddings' output; ``positions`` counts each token's place in its example."""
-        kwargs: dict[str, Any] = {"input_ids": batch["input_ids"]}
-        if self.spec.uses_token_type_ids and "token_type_ids" in batch:
-            kwargs["token_type_ids"] = batch["token_type_ids"]
         if positions is not None:
-            kwargs["position_ids"] = positions + self.first_position
-        return self.embeddings(**kwargs)
+            positions = positions + self.first_position
+        if self.spec.embed_fn is not None:
+            return self.spec.embed_fn(self.model, batch, positions)
+        return embed_module(self.model, batch, positions, embeddings=self.spec.embeddings[0],
+                            token_types=self.spec.uses_token_type_ids)
+
+    def block_inputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+                     segments: torch.Tensor | None = None,
+                     positions: torch.Tensor | None = None) -> BlockInputs:
+        """What every block takes besides ``hidden``: the mask (:meth:`block_mask`) and, for
+        some architectures, position embeddings computed once per batch."""
+        extras = (self.spec.extras_fn(self.model, hidden, positions) if self.spec.extras_fn
+                  else {})
+        return BlockInputs(self.block_mask(hidden, attention_mask, segments), extras)
 
     def block_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
                    segments: torch.Tensor | None = None) -> Any:
         """The attention mask the blocks take, in the format of the model's attention code.
 
         ``attention_mask`` is the usual padding mask; ``segments`` (packed rows) gives the example
-        of each position, and attention stays within an example.
+        of each position, and attention stays within an example (and, in a decoder, looks back).
         """
+        if self.spec.mask_fn is not None:
+            return self.spec.mask_fn(self.model, hidden, attention_mask, segments)
         config = self.model.config
+        if self.spec.causal:
+            self._check_window(hidden.shape[1])
         if segments is None:
+            if self.spec.causal:
+                return create_causal_mask(config=config, inputs_embeds=hidden,
+                                          attention_mask=attention_mask, cache=None)
             return create_bidirectional_mask(
                 config=config, inputs_embeds=hidden, attention_mask=attention_mask)
+        within = packed_sequence_mask_function(segments)
+        if self.spec.causal:
+            within = and_masks(causal_mask_function, within)
         if config._attn_implementation not in DENSE_MASK_ATTENTION:
-            return create_bidirectional_mask(
-                config=config, inputs_embeds=hidden, attention_mask=None,
-                and_mask_function=packed_sequence_mask_function(segments))
+            create = create_causal_mask if self.spec.causal else create_bidirectional_mask
+            extra = {"cache": None} if self.spec.causal else {}
+            return create(config=config, inputs_embeds=hidden, attention_mask=None,
+                          and_mask_function=packed_sequence_mask_function(segments), **extra)
         # The packed mask compares segment ids by index, so it broadcasts over (row, head, query,
         # key) in one operation; create_bidirectional_mask would vmap it element by element for
         # any extra mask function, a visible share of a CPU training step.
         rows, width = segments.shape
         return ALL_MASK_ATTENTION_FUNCTIONS[config._attn_implementation](
-            batch_size=rows, q_length=width, kv_length=width,
-            mask_function=packed_sequence_mask_function(segments), attention_mask=None,
-            allow_is_causal_skip=False, allow_is_bidirectional_skip=False, dtype=hidden.dtype,
-            config=config, use_vmap=False, device=hidden.device)
+            batch_size=rows, q_length=width, kv_length=width, mask_function=within,
+            attention_mask=None, allow_is_causal_skip=False, allow_is_bidirectional_skip=False,
+            dtype=hidden.dtype, config=config, use_vmap=False, device=hidden.device)
 
-    def run_blocks(self, hidden: torch.Tensor, mask: Any, start: int, stop: int,
+    def _check_window(self, width: int) -> None:
+        """Sliding-window attention is plain causal attention over rows no wider than the
+        window; wider rows would need the window in the mask, which is not staged."""
+        window = getattr(self.model.config, "sliding_window", None)
+        if window is not None and width > window:
+            raise ModelError(
+                f"Sequences of {width} tokens are longer than this model's sliding attention "
+                f"window ({window}); freezebench stages such models only up to the window. "
+                f"Use --max-length {window} or less.")
+
+    def run_blocks(self, hidden: torch.Tensor, inputs: BlockInputs, start: int, stop: int,
                    first: FirstTokens | None = None) -> torch.Tensor:
-        """Run blocks ``start .. stop-1`` (block indices) on ``hidden`` (``mask``: block_mask).
+        """Run blocks ``start .. stop-1`` (block indices) on ``hidden`` (``inputs``:
+        :meth:`block_inputs`).
 
-        With ``first``, the model's last block, when it is among them, computes the first tokens
-        alone (:meth:`last_block_at`): the result is then ``[examples, 1, hidden]``.
+        With ``first``, the model's last block, when it is among them, computes the tokens the
+        head reads alone (:meth:`last_block_at`): the result is then ``[examples, 1, hidden]``.
         """
         last = len(self.blocks) - 1
         for index in range(start, stop):
             if first is not None and index == last:
-                return self.last_block_at(hidden, mask, first)
-            hidden = self.blocks[index](hidden, mask)
+                return self.last_block_at(hidden, inputs, first)
+            hidden = self.spec.block_fn(self.blocks[index], hidden, inputs)
         return hidden
 
-    def last_block_at(self, hidden: torch.Tensor, mask: Any, first: FirstTokens) -> torch.Tensor:
-        """The last block's output at the first tokens, ``[examples, 1, hidden]``: its keys and
-        values at every position, the rest at the first tokens only where the architecture allows
-        (:func:`computes_first_token_only`), else the whole block and then the first tokens."""
+    def last_block_at(self, hidden: torch.Tensor, inputs: BlockInputs, first: FirstTokens
+                      ) -> torch.Tensor:
+        """The last block's output at the tokens the head reads, ``[examples, 1, hidden]``: its
+        keys and values at every position, the rest at those tokens only where the architecture
+        allows (:func:`computes_first_token_only`), else the whole block and then those tokens."""
         block = self.blocks[-1]
         if not computes_first_token_only(self.model):
-            return first.gather(block(hidden, mask))
+            return first.gather(self.spec.block_fn(block, hidden, inputs))
         assert self.spec.first_token_block is not None
-        return self.spec.first_token_block(block, hidden, mask, first)
+        return self.spec.first_token_block(block, hidden, inputs, first)
 
     def to_boundary(
         self, batch: dict[str, torch.Tensor], boundary: int, hidden: torch.Tensor | None = None,
@@ -124,9 +183,10 @@ class StagedForward:
             hidden = self.embed(batch)
             from_boundary = 1
         assert hidden is not None
-        mask = self.block_mask(hidden, batch["attention_mask"])
-        return self.run_blocks(hidden, mask, from_boundary - 1, boundary - 1, first)
+        inputs = self.block_inputs(hidden, batch["attention_mask"])
+        return self.run_blocks(hidden, inputs, from_boundary - 1, boundary - 1, first)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits from the last hidden states (pooler included); only position 0 is read."""
+        """Logits from the last hidden states at the tokens the head reads (pooler included);
+        only position 0 is read."""
         return self.spec.head_fn(self.model, hidden)
