@@ -53,7 +53,8 @@ def save_finetuned(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         save_delta(folder, tensors, config)
     else:
         save_pretrained(folder, tensors, config, label_names=label_names, lora=lora,
-                        base_model=hub_name(config.model) or config.model)
+                        base_model=hub_name(config.model) or config.model,
+                        pad_token_id=model.config.pad_token_id)
     with_adapter = lora is not None and config.save_format == "pretrained"
     if with_adapter:
         model_card(record, kind="adapter", where=where).save(folder / ADAPTER / "README.md")

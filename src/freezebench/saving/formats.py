@@ -52,12 +52,17 @@ def save_delta(folder: Path, tensors: dict[str, torch.Tensor], config: RunConfig
 
 
 def save_pretrained(folder: Path, tensors: dict[str, torch.Tensor], config: RunConfig, *,
-                    label_names: list[str], lora: dict | None, base_model: str) -> None:
+                    label_names: list[str], lora: dict | None, base_model: str,
+                    pad_token_id: int | None = None) -> None:
     """The whole model, rebuilt as a stock one; a LoRA run merged, its adapter in ``adapter/``.
 
-    ``base_model`` is what the adapter's config names as its base (a Hub id where one is known).
+    ``base_model`` is what the adapter's config names as its base (a Hub id where one is known);
+    ``pad_token_id`` the one the run padded with (a decoder's classifier finds each example's
+    last token by it, and its base config may have none).
     """
     model = _base(config, label_names)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
     adapters = {n: t for n, t in tensors.items() if ".lora_" in n}
     _load_trained(model, {n: t for n, t in tensors.items() if n not in adapters})
     if lora is None:
