@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -80,30 +81,61 @@ def _run(
     config: Annotated[Path | None, typer.Option("--config", help="YAML file with run settings; "
                                                 "options given here win.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print the run's record as JSON on stdout, and nothing else there (the "
+                       "rest goes to stderr). A failed run prints its failed record too, and "
+                       "exits non-zero.")] = False,
     **values: Any,
 ) -> None:
     """Fine-tune one model under one freezing strategy and record quality and efficiency."""
     from freezebench.config import parse_key_values, resolve_run_config
     from freezebench.engine.distributed import is_main_process
     from freezebench.pipeline import run as run_pipeline
-    from freezebench.record import run_id
+    from freezebench.record import now, run_id
 
     _verbose(verbose)
     if values.get("strategy_params") is not None:
         values["strategy_params"] = parse_key_values(values["strategy_params"],
                                                      "--strategy-param")
     resolved = resolve_run_config(config, values)
-    try:
-        record = run_pipeline(resolved)
-    except KeyboardInterrupt:
-        err_console.print(f"interrupted: run {run_id(resolved)} is recorded as cancelled; the "
-                          "same command runs it again.", style="yellow", highlight=False)
-        raise typer.Exit(130) from None
-    if is_main_process():  # under torchrun, rank 0 speaks for the run
+    started, stdout = now(), sys.stdout
+    # under --json whatever the run prints (PEFT's parameter line, a push) goes to stderr
+    with redirect_stdout(sys.stderr) if json_output else nullcontext():
+        try:
+            record = run_pipeline(resolved)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: run {run_id(resolved)} is recorded as cancelled; "
+                              "the same command runs it again.", style="yellow", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception:
+            if json_output and is_main_process():
+                _print_saved_record(resolved, since=started, file=stdout)
+            raise
+    if not is_main_process():  # under torchrun, rank 0 speaks for the run
+        return
+    if json_output:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
         _print_run(record)
 
 
 app.command("run")(with_config_options(_run, RunConfig))
+
+
+def _print_saved_record(config: RunConfig, *, since: str, file: TextIO) -> None:
+    """The record a failed run saved, as JSON on ``file``; nothing when it stopped before saving
+    one (an unknown strategy parameter, an unwritable folder) or could not save it."""
+    from freezebench.engine.distributed import launched_processes
+    from freezebench.record import run_id
+    from freezebench.results import load_record, record_path
+
+    path = record_path(config.output_dir, run_id(config, launched_processes()))
+    try:
+        record = load_record(path)
+    except (OSError, ValueError):
+        return
+    if record.started_at >= since:  # not an earlier run's record
+        print(json.dumps(record.to_json(), indent=2), file=file)
 
 
 def _print_run(record: RunRecord) -> None:
