@@ -240,6 +240,16 @@ def sweep(
     max_retries: Annotated[int | None, typer.Option(
         help="Ray only: retries of a run that crashes, not of one failing on bad input "
              "(default: 1).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Only the runs with KEY=VALUE: a run's field (strategy, seed, "
+                       "learning_rate, model, ...) or a strategy parameter (k=2). Repeat it or "
+                       "give a comma list for alternatives (strategy=full,lora); different keys "
+                       "must all match.")] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="Set PATH=VALUE in the study before it runs, as the YAML would: dotted "
+                      "keys, list positions as numbers, VALUE read as YAML "
+                      "(recipe.num_train_epochs=3, strategies.0.learning_rates=[1e-4]).")
+                                  ] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the planned runs (done or pending) and run nothing.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")
@@ -252,8 +262,9 @@ def sweep(
     from freezebench.study.sweep import plan_sweep, run_sweep
 
     _verbose(verbose)
+    study = load_study(config, output_dir=output_dir, settings=settings or ())
     if dry_run:
-        _print_plan(plan_sweep(load_study(config, output_dir=output_dir)), json_output)
+        _print_plan(plan_sweep(study, only=only or ()), json_output)
         return
     if json_output:
         raise FreezebenchError("--json goes with --dry-run (a sweep prints one line per run).")
@@ -261,7 +272,7 @@ def sweep(
                "gpus_per_run": gpus_per_run, "max_concurrent_runs": max_concurrent_runs,
                "max_retries": max_retries}
     chosen = get_executor(executor, **{k: v for k, v in options.items() if v is not None})
-    summary = run_sweep(load_study(config, output_dir=output_dir), executor=chosen)
+    summary = run_sweep(study, executor=chosen, only=only or ())
     console.print(str(summary), markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         err_console.print(f"{summary.failed} run(s) failed: {', '.join(summary.failed_ids)} (their "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from freezebench.record import RunRecord, run_id
 from freezebench.strategies import strategy_label
 from freezebench.study.config import StudyConfig, expand, resolve_aliases
 from freezebench.study.executors import Executor, LocalExecutor
+from freezebench.study.selection import select_runs
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +67,13 @@ def run_sweep(
     executor: Executor | None = None,
     output_dir: str | Path | None = None,
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> SweepSummary:
     """Run every run of ``study`` that has no completed record yet; see the module docstring.
 
-    ``progress`` shows a bar (on a terminal only) and prints one line per finished run.
+    ``only``: ``KEY=VALUE`` filters (:mod:`freezebench.study.selection`); the runs they leave
+    out are neither run nor counted. ``progress`` shows a bar (on a terminal only) and prints
+    one line per finished run.
     Ctrl-C stops the sweep (the current run is recorded as cancelled) and re-raises.
     """
     if launched_processes() > 1:
@@ -79,7 +84,7 @@ def run_sweep(
     if output_dir is not None:
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
-    configs = expand(study)
+    configs = select_runs(expand(study), only)
     out = study.results_dir()
     quarantine_unreadable(out)
     write_study(study, out)
@@ -109,15 +114,16 @@ def run_sweep(
     return summary
 
 
-def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None
-               ) -> list[dict[str, Any]]:
-    """What ``run_sweep`` would do, reading only: every planned run with its id, strategy label,
-    parameters, learning rate, seed and whether its completed record exists (done) or not."""
+def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None,
+               only: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """What ``run_sweep`` would do, reading only: every planned run (that ``only`` keeps) with its
+    id, strategy label, parameters, learning rate, seed and whether its completed record exists
+    (done) or not."""
     if output_dir is not None:
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
     done = results.completed_ids(study.results_dir())
-    ids = [(run_id(config), config) for config in expand(study)]
+    ids = [(run_id(config), config) for config in select_runs(expand(study), only)]
     return [{"id": rid, "strategy": config.strategy,
              "strategy_label": strategy_label(config.strategy, config.strategy_params),
              "strategy_params": config.strategy_params, "learning_rate": config.learning_rate,
