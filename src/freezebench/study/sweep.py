@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from tqdm.auto import tqdm
 
 from freezebench import results
+from freezebench.config import RunConfig
 from freezebench.engine.distributed import launched_processes
 from freezebench.errors import ConfigError, StorageError
 from freezebench.record import RunRecord, run_id
@@ -30,6 +31,7 @@ from freezebench.strategies import strategy_label
 from freezebench.study.config import StudyConfig, expand, resolve_aliases
 from freezebench.study.executors import Executor, LocalExecutor
 from freezebench.study.selection import select_runs
+from freezebench.study.work import expected_work
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +96,12 @@ def run_sweep(
                            output_dir=out)
     _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
                    f"already completed, {len(pending)} to run -> {out}")
-    with tqdm(total=len(pending), desc=f"sweep {study.name}", unit="run",
-              disable=None if progress else True, file=sys.stderr) as bar:
+    with WorkBar(pending, desc=f"sweep {study.name}", enabled=None if progress else False
+                 ) as bar:
 
         def on_result(record: RunRecord) -> None:
             summary.add(record)
-            bar.update(1)
+            bar.finished(record.id)
             done_now = summary.completed + summary.failed
             _say(progress, f"[{done_now}/{len(pending)}] {record.summary_line()}")
             if record.error is not None and record.error.type == StorageError.__name__:
@@ -112,6 +114,41 @@ def run_sweep(
                            "to resume it.", summary.completed + summary.failed, len(pending))
             raise
     return summary
+
+
+class WorkBar:
+    """A progress bar over the pending runs' expected work (:mod:`freezebench.study.work`), not
+    their number; its time left is that work at the seconds per unit of work of the runs done so
+    far (an estimate, and the bar says so). Shown on a terminal only, on stderr."""
+
+    def __init__(self, configs: list[RunConfig], *, desc: str, enabled: bool | None = None,
+                 file: TextIO | None = None):
+        """``enabled``: ``None`` shows the bar where ``file`` (default stderr) is a terminal."""
+        file = file or sys.stderr
+        shown = bool(configs) and (file.isatty() if enabled is None else enabled)
+        work = expected_work(configs) if shown else [1.0] * len(configs)  # none spent unseen
+        self.work = {run_id(c): w for c, w in zip(configs, work, strict=True)}
+        self.desc, self.runs_done = desc, 0
+        self.bar = tqdm(
+            total=sum(work), desc=self._description(), file=file, smoothing=0, mininterval=0,
+            disable=not shown,
+            bar_format="{desc}: {percentage:3.0f}% of the expected work |{bar}| {elapsed}, "
+                       "about {remaining} left (an estimate from the runs done)")
+
+    def finished(self, record_id: str) -> None:
+        """Count the run ``record_id`` as done (its expected work, whatever it took)."""
+        self.runs_done += 1
+        self.bar.set_description_str(self._description(), refresh=False)
+        self.bar.update(self.work.get(record_id, 0.0))
+
+    def _description(self) -> str:
+        return f"{self.desc} ({self.runs_done}/{len(self.work)} runs)"
+
+    def __enter__(self) -> WorkBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None,
