@@ -31,7 +31,6 @@ from freezebench.strategies import strategy_label
 from freezebench.study.config import StudyConfig, expand, resolve_aliases
 from freezebench.study.executors import Executor, LocalExecutor
 from freezebench.study.selection import select_runs
-from freezebench.study.work import expected_work
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +125,12 @@ class WorkBar:
         """``enabled``: ``None`` shows the bar where ``file`` (default stderr) is a terminal."""
         file = file or sys.stderr
         shown = bool(configs) and (file.isatty() if enabled is None else enabled)
-        work = expected_work(configs) if shown else [1.0] * len(configs)  # none spent unseen
+        if shown:  # model classes imported, and the estimate made, only for a bar one sees
+            from freezebench.study.work import expected_work
+
+            work = expected_work(configs)
+        else:
+            work = [1.0] * len(configs)
         self.work = {run_id(c): w for c, w in zip(configs, work, strict=True)}
         self.desc, self.runs_done = desc, 0
         self.bar = tqdm(
