@@ -96,3 +96,8 @@ def test_sweep_dry_run_takes_only_and_set(tmp_path):
     assert [(r["strategy_label"], r["learning_rate"], r["seed"]) for r in plan] == [
         ("bottom(k=3)", 1e-3, 1)]
     assert not (tmp_path / "out").exists()
+
+
+def test_set_fills_a_key_left_empty_in_the_yaml():
+    values = apply_settings({**STUDY, "recipe": None}, ["recipe.max_steps=5"])
+    assert parse_study(values).recipe == {"max_steps": 5}

@@ -41,7 +41,9 @@ def _child(node: Any, key: str, next_key: str, where: str, setting: str) -> Any:
             node[index] = {"name": node[index]}  # a strategy by name is {name: ...}
         child = node[index]
     else:
-        child = node.setdefault(key, [] if next_key.isdigit() else {})
+        if node.get(key) is None:  # missing, or empty in the YAML (``recipe:``)
+            node[key] = [] if next_key.isdigit() else {}
+        child = node[key]
     if not isinstance(child, (dict, list)):
         raise ConfigError(f"--set {setting}: '{where}' is {child!r}, which holds no keys.")
     return child
