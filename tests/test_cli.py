@@ -145,3 +145,26 @@ def test_ls_and_compare_answer_in_json(tmp_path):
     other = build.write_records(tmp_path / "b", build.study_records())
     table = json.loads(freezebench("compare", str(folder), str(other), "--json").stdout)
     assert table[0]["Strategy"] == "full" and len(table) == 6
+
+
+def test_run_json_prints_only_the_record_on_stdout(tiny_model_dirs, sentiment_folder, tmp_path):
+    from .error_catalog import run_cli
+
+    args = ["run", "--model", tiny_model_dirs["bert"], "--dataset", str(sentiment_folder),
+            "--strategy", "head", "--learning-rate", "1e-3", "--output-dir", "out", "--json"]
+    outcome = run_cli(args, tmp_path)
+    assert outcome.exit_code == 0, outcome.stderr
+    record = json.loads(outcome.stdout)  # the whole of stdout is the record
+    [path] = (tmp_path / "out" / "runs").glob("*.json")
+    assert record == json.loads(path.read_text())
+    assert 0 <= record["metrics"]["test"]["accuracy"] <= 1
+    assert "trainable params:" in outcome.stderr and "test F1" not in outcome.stderr
+
+    # a run that fails after it started: its failed record on stdout, the error on stderr
+    failed = run_cli([*args[:3], "--dataset", "missing.csv", *args[5:]], tmp_path)
+    assert failed.exit_code == 2 and "error: Local path 'missing.csv'" in failed.stderr
+    record = json.loads(failed.stdout)
+    assert record["status"] == "failed" and "missing.csv" in record["error"]["message"]
+    # a mistake caught before the run starts leaves no record, and stdout empty
+    early = run_cli([*args, "--strategy-param", "k=1"], tmp_path)
+    assert early.exit_code == 2 and early.stdout == "" and "error:" in early.stderr

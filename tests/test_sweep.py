@@ -162,3 +162,11 @@ def test_ctrl_c_stops_the_sweep_with_a_resume_hint(values, monkeypatch, caplog):
         run_sweep(study, progress=False)
     assert started == ["full", "head"]  # nothing started after Ctrl-C
     assert "interrupted after 1 of 3 runs" in caplog.text and "resume" in caplog.text
+
+
+def test_only_runs_and_counts_the_chosen_runs_alone(values):
+    study = parse_study({**values, "strategies": ["head", "bitfit"], "seeds": [1, 2]})
+    summary = run_sweep(study, progress=False, only=["strategy=head", "seed=2"])
+    assert (summary.planned, summary.completed, summary.failed) == (1, 1, 0)
+    [record] = scan_records(study.output_dir)[0]
+    assert (record.strategy_label, record.config["seed"]) == ("head", 2)

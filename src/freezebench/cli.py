@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -80,30 +81,61 @@ def _run(
     config: Annotated[Path | None, typer.Option("--config", help="YAML file with run settings; "
                                                 "options given here win.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print the run's record as JSON on stdout, and nothing else there (the "
+                       "rest goes to stderr). A failed run prints its failed record too, and "
+                       "exits non-zero.")] = False,
     **values: Any,
 ) -> None:
     """Fine-tune one model under one freezing strategy and record quality and efficiency."""
     from freezebench.config import parse_key_values, resolve_run_config
     from freezebench.engine.distributed import is_main_process
     from freezebench.pipeline import run as run_pipeline
-    from freezebench.record import run_id
+    from freezebench.record import now, run_id
 
     _verbose(verbose)
     if values.get("strategy_params") is not None:
         values["strategy_params"] = parse_key_values(values["strategy_params"],
                                                      "--strategy-param")
     resolved = resolve_run_config(config, values)
-    try:
-        record = run_pipeline(resolved)
-    except KeyboardInterrupt:
-        err_console.print(f"interrupted: run {run_id(resolved)} is recorded as cancelled; the "
-                          "same command runs it again.", style="yellow", highlight=False)
-        raise typer.Exit(130) from None
-    if is_main_process():  # under torchrun, rank 0 speaks for the run
+    started, stdout = now(), sys.stdout
+    # under --json whatever the run prints (PEFT's parameter line, a push) goes to stderr
+    with redirect_stdout(sys.stderr) if json_output else nullcontext():
+        try:
+            record = run_pipeline(resolved)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: run {run_id(resolved)} is recorded as cancelled; "
+                              "the same command runs it again.", style="yellow", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception:
+            if json_output and is_main_process():
+                _print_saved_record(resolved, since=started, file=stdout)
+            raise
+    if not is_main_process():  # under torchrun, rank 0 speaks for the run
+        return
+    if json_output:
+        print(json.dumps(record.to_json(), indent=2))
+    else:
         _print_run(record)
 
 
 app.command("run")(with_config_options(_run, RunConfig))
+
+
+def _print_saved_record(config: RunConfig, *, since: str, file: TextIO) -> None:
+    """The record a failed run saved, as JSON on ``file``; nothing when it stopped before saving
+    one (an unknown strategy parameter, an unwritable folder) or could not save it."""
+    from freezebench.engine.distributed import launched_processes
+    from freezebench.record import run_id
+    from freezebench.results import load_record, record_path
+
+    path = record_path(config.output_dir, run_id(config, launched_processes()))
+    try:
+        record = load_record(path)
+    except (OSError, ValueError):
+        return
+    if record.started_at >= since:  # not an earlier run's record
+        print(json.dumps(record.to_json(), indent=2), file=file)
 
 
 def _print_run(record: RunRecord) -> None:
@@ -234,6 +266,16 @@ def sweep(
     max_retries: Annotated[int | None, typer.Option(
         help="Ray only: retries of a run that crashes, not of one failing on bad input "
              "(default: 1).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Only the runs with KEY=VALUE: a run's field (strategy, seed, "
+                       "learning_rate, model, ...) or a strategy parameter (k=2). Repeat it or "
+                       "give a comma list for alternatives (strategy=full,lora); different keys "
+                       "must all match.")] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="Set PATH=VALUE in the study before it runs, as the YAML would: dotted "
+                      "keys, list positions as numbers, VALUE read as YAML "
+                      "(recipe.num_train_epochs=3, strategies.0.learning_rates=[1e-4]).")
+                                  ] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the planned runs (done or pending) and run nothing.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="With --dry-run: the plan as JSON.")
@@ -246,8 +288,9 @@ def sweep(
     from freezebench.study.sweep import plan_sweep, run_sweep
 
     _verbose(verbose)
+    study = load_study(config, output_dir=output_dir, settings=settings or ())
     if dry_run:
-        _print_plan(plan_sweep(load_study(config, output_dir=output_dir)), json_output)
+        _print_plan(plan_sweep(study, only=only or ()), json_output)
         return
     if json_output:
         raise FreezebenchError("--json goes with --dry-run (a sweep prints one line per run).")
@@ -255,7 +298,7 @@ def sweep(
                "gpus_per_run": gpus_per_run, "max_concurrent_runs": max_concurrent_runs,
                "max_retries": max_retries}
     chosen = get_executor(executor, **{k: v for k, v in options.items() if v is not None})
-    summary = run_sweep(load_study(config, output_dir=output_dir), executor=chosen)
+    summary = run_sweep(study, executor=chosen, only=only or ())
     console.print(str(summary), markup=False, highlight=False, soft_wrap=True)
     if summary.failed:
         err_console.print(f"{summary.failed} run(s) failed: {', '.join(summary.failed_ids)} (their "

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, PreTrainedModel
 
 from freezebench import results
@@ -288,10 +290,12 @@ def _standalone(history: list[HistoryEntry], run: Efficiency) -> list[HistoryEnt
 
 
 def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:
+    """PEFT's parameter line, through tqdm so that a sweep's progress bar stays whole (on stdout,
+    which ``freezebench run --json`` sends to stderr)."""
     trainable, total = count_parameters(model)
     if parallel.is_main:
-        print(f"trainable params: {trainable:,} || all params: {total:,} || "
-              f"trainable%: {100 * trainable / total:.4f}")
+        tqdm.write(f"trainable params: {trainable:,} || all params: {total:,} || "
+                   f"trainable%: {100 * trainable / total:.4f}", file=sys.stdout)
 
 
 def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,7 @@ from freezebench.config import (
 from freezebench.errors import ConfigError, StrategyError, did_you_mean
 from freezebench.record import safe_name
 from freezebench.strategies import check_params, get_strategy
+from freezebench.study.overrides import apply_settings
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +185,16 @@ def parse_study(values: dict[str, Any], source: str = "the study") -> StudyConfi
         raise ConfigError(format_validation_error(exc, StudyConfig, source)) from None
 
 
-def load_study(path: str | Path, *, output_dir: str | None = None) -> StudyConfig:
-    """Read a study YAML file (its name defaults to the file's stem); ``output_dir`` overrides."""
-    values = read_yaml(path)
+def load_study(path: str | Path, *, output_dir: str | None = None,
+               settings: Sequence[str] = ()) -> StudyConfig:
+    """Read a study YAML file (its name defaults to the file's stem); ``output_dir`` and
+    ``settings`` (``--set PATH=VALUE``, see :mod:`freezebench.study.overrides`) override it."""
+    values = apply_settings(read_yaml(path), settings)
     values.setdefault("name", Path(path).stem)
     if output_dir is not None:
         values["output_dir"] = output_dir
-    return parse_study(values, f"'{path}'")
+    given = f" with --set {' '.join(settings)}" if settings else ""
+    return parse_study(values, f"'{path}'{given}")
 
 
 def resolve_alias(key: str, value: str, cwd: Path | None = None) -> str:

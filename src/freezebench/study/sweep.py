@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from tqdm.auto import tqdm
 
 from freezebench import results
+from freezebench.config import RunConfig
 from freezebench.engine.distributed import launched_processes
 from freezebench.errors import ConfigError, StorageError
 from freezebench.record import RunRecord, run_id
 from freezebench.strategies import strategy_label
 from freezebench.study.config import StudyConfig, expand, resolve_aliases
 from freezebench.study.executors import Executor, LocalExecutor
+from freezebench.study.selection import select_runs
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +68,13 @@ def run_sweep(
     executor: Executor | None = None,
     output_dir: str | Path | None = None,
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> SweepSummary:
     """Run every run of ``study`` that has no completed record yet; see the module docstring.
 
-    ``progress`` shows a bar (on a terminal only) and prints one line per finished run.
+    ``only``: ``KEY=VALUE`` filters (:mod:`freezebench.study.selection`); the runs they leave
+    out are neither run nor counted. ``progress`` shows a bar (on a terminal only) and prints
+    one line per finished run.
     Ctrl-C stops the sweep (the current run is recorded as cancelled) and re-raises.
     """
     if launched_processes() > 1:
@@ -79,7 +85,7 @@ def run_sweep(
     if output_dir is not None:
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
-    configs = expand(study)
+    configs = select_runs(expand(study), only)
     out = study.results_dir()
     quarantine_unreadable(out)
     write_study(study, out)
@@ -89,12 +95,12 @@ def run_sweep(
                            output_dir=out)
     _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
                    f"already completed, {len(pending)} to run -> {out}")
-    with tqdm(total=len(pending), desc=f"sweep {study.name}", unit="run",
-              disable=None if progress else True, file=sys.stderr) as bar:
+    with WorkBar(pending, desc=f"sweep {study.name}", enabled=None if progress else False
+                 ) as bar:
 
         def on_result(record: RunRecord) -> None:
             summary.add(record)
-            bar.update(1)
+            bar.finished(record.id)
             done_now = summary.completed + summary.failed
             _say(progress, f"[{done_now}/{len(pending)}] {record.summary_line()}")
             if record.error is not None and record.error.type == StorageError.__name__:
@@ -109,15 +115,56 @@ def run_sweep(
     return summary
 
 
-def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None
-               ) -> list[dict[str, Any]]:
-    """What ``run_sweep`` would do, reading only: every planned run with its id, strategy label,
-    parameters, learning rate, seed and whether its completed record exists (done) or not."""
+class WorkBar:
+    """A progress bar over the pending runs' expected work (:mod:`freezebench.study.work`), not
+    their number; its time left is that work at the seconds per unit of work of the runs done so
+    far (an estimate, and the bar says so). Shown on a terminal only, on stderr."""
+
+    def __init__(self, configs: list[RunConfig], *, desc: str, enabled: bool | None = None,
+                 file: TextIO | None = None):
+        """``enabled``: ``None`` shows the bar where ``file`` (default stderr) is a terminal."""
+        file = file or sys.stderr
+        shown = bool(configs) and (file.isatty() if enabled is None else enabled)
+        if shown:  # model classes imported, and the estimate made, only for a bar one sees
+            from freezebench.study.work import expected_work
+
+            work = expected_work(configs)
+        else:
+            work = [1.0] * len(configs)
+        self.work = {run_id(c): w for c, w in zip(configs, work, strict=True)}
+        self.desc, self.runs_done = desc, 0
+        self.bar = tqdm(
+            total=sum(work), desc=self._description(), file=file, smoothing=0, mininterval=0,
+            disable=not shown,
+            bar_format="{desc}: {percentage:3.0f}% of the expected work |{bar}| {elapsed}, "
+                       "about {remaining} left (an estimate from the runs done)")
+
+    def finished(self, record_id: str) -> None:
+        """Count the run ``record_id`` as done (its expected work, whatever it took)."""
+        self.runs_done += 1
+        self.bar.set_description_str(self._description(), refresh=False)
+        self.bar.update(self.work.get(record_id, 0.0))
+
+    def _description(self) -> str:
+        return f"{self.desc} ({self.runs_done}/{len(self.work)} runs)"
+
+    def __enter__(self) -> WorkBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None,
+               only: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """What ``run_sweep`` would do, reading only: every planned run (that ``only`` keeps) with its
+    id, strategy label, parameters, learning rate, seed and whether its completed record exists
+    (done) or not."""
     if output_dir is not None:
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
     done = results.completed_ids(study.results_dir())
-    ids = [(run_id(config), config) for config in expand(study)]
+    ids = [(run_id(config), config) for config in select_runs(expand(study), only)]
     return [{"id": rid, "strategy": config.strategy,
              "strategy_label": strategy_label(config.strategy, config.strategy_params),
              "strategy_params": config.strategy_params, "learning_rate": config.learning_rate,
