@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from freezebench import results
+from freezebench import results, trackers
 from freezebench.engine.distributed import launched_processes
 from freezebench.errors import ConfigError, StorageError
 from freezebench.record import RunRecord, run_id
@@ -85,6 +85,8 @@ def run_sweep(
     write_study(study, out)
     done = results.completed_ids(out)
     pending = [config for config in configs if run_id(config) not in done]
+    for report_to in {config.report_to for config in pending}:
+        trackers.chosen(report_to)  # a tracker's missing library fails before any run
     summary = SweepSummary(planned=len(configs), skipped=len(configs) - len(pending),
                            output_dir=out)
     _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
