@@ -116,3 +116,58 @@ def test_report_to_and_run_group_leave_the_run_id_as_it_is(tmp_path):
     plain = RunConfig(output_dir=str(tmp_path))
     tracked = plain.model_copy(update={"report_to": "all", "run_group": "g"})
     assert tracked.fingerprint() == plain.fingerprint()
+
+
+def test_wandb_offline_run_holds_the_history_summary_and_config(
+        tiny_model_dirs, sentiment_folder, tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    record = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path, report_to="wandb",
+                         run_group="study-w"))
+    wandb.teardown()  # some versions write the run's file out only when their service stops
+    (path,) = (tmp_path / "out" / "wandb").glob("offline-run-*/run-*.wandb")
+    kinds: dict[str, list] = {}
+    for item in _wandb_records(path):
+        kind = item.WhichOneof("record_type")
+        kinds.setdefault(kind, []).append(getattr(item, kind))
+    (started,) = kinds["run"][:1]
+    assert started.display_name == record.id and started.run_group == "study-w"
+    config = {item.key: json.loads(item.value_json) for item in started.config.update}
+    assert config["strategy"] == "bottom" and config["report_to"] == "wandb"
+    losses = {}
+    for history in kinds["history"]:
+        items = {"/".join(item.nested_key) or item.key: item.value_json for item in history.item}
+        if "train_loss" in items:
+            losses[int(items.get("_step", 0))] = float(items["train_loss"])
+    trained = [p for p in record.history if p.train_loss is not None]
+    assert sorted(losses.items()) == [(p.step, pytest.approx(p.train_loss)) for p in trained]
+    summary = {"/".join(u.nested_key) or u.key: u.value_json
+               for s in kinds["summary"] for u in s.update}
+    assert float(summary["final_test_f1"]) == pytest.approx(record.metrics.test.f1)
+    assert kinds["exit"][-1].exit_code == 0
+
+
+def _wandb_records(path):
+    """The records of a run's ``.wandb`` file (LevelDB's log format: 32 KiB blocks of chunks,
+    each with a 7-byte header) as wandb's protobuf ``Record``s; wandb ships no reader in Python."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    offset, pending = 7, b""
+    while offset + 7 <= len(data):
+        left = block - offset % block
+        _, length, chunk_type = struct.unpack("<IHB", data[offset:offset + 7])
+        if left < 7 or (chunk_type == 0 and length == 0):  # a block's zero padding
+            offset += left
+            continue
+        pending += data[offset + 7:offset + 7 + length]
+        offset += 7 + length
+        if chunk_type in (1, 4):  # a full record, or the last chunk of one
+            parsed = wandb_internal_pb2.Record()
+            parsed.ParseFromString(pending)
+            pending = b""
+            yield parsed

@@ -152,8 +152,8 @@ class MLflowTracker:
 
 class WandbTracker:
     """A W&B run named by the run id: project ``WANDB_PROJECT`` (default ``freezebench``), group
-    ``WANDB_RUN_GROUP`` or the run's group; ``WANDB_MODE=offline`` and the other ``WANDB_*``
-    settings apply as wandb reads them."""
+    ``WANDB_RUN_GROUP`` or the run's group, files in ``WANDB_DIR`` or the output folder;
+    ``WANDB_MODE=offline`` and the other ``WANDB_*`` settings apply as wandb reads them."""
 
     def __init__(self, directory: Path):
         import wandb
@@ -165,7 +165,7 @@ class WandbTracker:
         self._run = self._wandb.init(
             project=os.environ.get("WANDB_PROJECT", "freezebench"),
             group=os.environ.get("WANDB_RUN_GROUP", group), name=run_id, config=config,
-            dir=str(self._directory))
+            dir=os.environ.get("WANDB_DIR", str(self._directory)))
 
     def log_point(self, point: HistoryEntry) -> None:
         self._run.log(point_scalars(point), step=point.step)
