@@ -41,8 +41,9 @@ A results folder holds one JSON record per run and nothing else that the report 
 The run id is `<strategy-label>-lr<learning-rate>-s<seed>-<hash>`, where `<hash>` is the first 12
 hex digits of the SHA-256 of the resolved config without its output-only fields (`output_dir`,
 `save_model`, `save_format`, `push_to_hub`, `hub_model_id`, `disable_tqdm`, `cache_dir`,
-`report_to`, `run_group`). A run on `N > 1` processes (`torchrun`) trains on `N` times the per-device batch, so it is another run: its
-`<hash>` is the first 12 hex digits of the SHA-256 of `<that hash>:world_size=<N>`. Names are
+`report_to`, `run_group`). A run on `N > 1` processes (`torchrun`) trains on `N` times the
+per-device batch, so it is another run: its `<hash>` is the first 12 hex digits of the SHA-256 of
+`<that hash>:world_size=<N>`. Names are
 sanitised to `[A-Za-z0-9._-]`, so nothing in a config or a dataset can make a record land outside
 `runs/`.
 

@@ -28,6 +28,7 @@ def test_tensorboard_events_hold_the_loss_curve_and_the_final_metrics(
         tiny_model_dirs, sentiment_folder, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     record = run(_config(tiny_model_dirs["bert"], sentiment_folder, tmp_path,
                          report_to="tensorboard"))
@@ -50,6 +51,11 @@ def test_tensorboard_events_hold_the_loss_curve_and_the_final_metrics(
     assert curve("final_train_seconds") == [
         (last, pytest.approx(record.efficiency.train_seconds))]
     assert {"final_train_flops", "final_peak_memory_mb", "final_trainable_params"} <= set(scalars)
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert set(start.hparams) == set(record.config)
+    assert start.hparams["strategy"].string_value == "bottom"
+    assert start.hparams["learning_rate"].number_value == pytest.approx(5e-3)
 
 
 def test_mlflow_run_is_named_by_the_record_id_in_the_study_experiment(
