@@ -123,7 +123,7 @@ def run(config: RunConfig, *, on_point: OnPoint | None = None) -> RunRecord:
         raise error from None
     if is_main_process():
         results.save_record(config.output_dir, record)
-    tracking.finish(record)
+    tracking.finish(record)  # the record is safe; the push after it may fail
     if is_main_process():
         _push(config, record)
     return record

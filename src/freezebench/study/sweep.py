@@ -80,13 +80,13 @@ def run_sweep(
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
     configs = expand(study)
+    for report_to in {config.report_to for config in configs}:
+        trackers.chosen(report_to)  # a tracker's missing library fails before anything runs
     out = study.results_dir()
     quarantine_unreadable(out)
     write_study(study, out)
     done = results.completed_ids(out)
     pending = [config for config in configs if run_id(config) not in done]
-    for report_to in {config.report_to for config in pending}:
-        trackers.chosen(report_to)  # a tracker's missing library fails before any run
     summary = SweepSummary(planned=len(configs), skipped=len(configs) - len(pending),
                            output_dir=out)
     _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
