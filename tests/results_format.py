@@ -29,6 +29,9 @@ A results folder holds one JSON record per run and nothing else that the report 
                                 transformers.pipeline loads it; with --save-format delta the
                                 trained tensors alone), tokenizer, model card (README.md) and
                                 freezebench.json; a LoRA run's PEFT adapter in adapter/
+      tensorboard/<run-id>/     only with --report-to tensorboard (or all): its event files
+      mlflow.db                 only with --report-to mlflow (or all) and no MLFLOW_TRACKING_URI
+      wandb/                    only with --report-to wandb (or all): W&B's local run files
       study.yaml                the resolved study, written by `freezebench sweep`
       ray/sweep-<time>/         only with `sweep --executor ray`: Ray Tune's experiment state
                                 (what `Tuner.restore` resumes) and freezebench-sweep.json, the
@@ -37,9 +40,10 @@ A results folder holds one JSON record per run and nothing else that the report 
 
 The run id is `<strategy-label>-lr<learning-rate>-s<seed>-<hash>`, where `<hash>` is the first 12
 hex digits of the SHA-256 of the resolved config without its output-only fields (`output_dir`,
-`save_model`, `save_format`, `push_to_hub`, `hub_model_id`, `disable_tqdm`, `cache_dir`). A run on
-`N > 1` processes (`torchrun`) trains on `N` times the per-device batch, so it is another run: its
-`<hash>` is the first 12 hex digits of the SHA-256 of `<that hash>:world_size=<N>`. Names are
+`save_model`, `save_format`, `push_to_hub`, `hub_model_id`, `disable_tqdm`, `cache_dir`,
+`report_to`, `run_group`). A run on `N > 1` processes (`torchrun`) trains on `N` times the
+per-device batch, so it is another run: its `<hash>` is the first 12 hex digits of the SHA-256 of
+`<that hash>:world_size=<N>`. Names are
 sanitised to `[A-Za-z0-9._-]`, so nothing in a config or a dataset can make a record land outside
 `runs/`.
 

@@ -26,11 +26,13 @@ SchedulerType = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 SelectCheckpoint = Literal["last", "best"]
 BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "loss"]
 SaveFormat = Literal["pretrained", "delta"]
+ReportTo = Literal["none", "tensorboard", "mlflow", "wandb", "all"]
 
 # Fields that say where output goes or how chatty a run is; they do not change what a run
 # measures, so they are left out of the run id.
 _NON_IDENTITY_FIELDS = frozenset({"output_dir", "save_model", "save_format", "push_to_hub",
-                                  "hub_model_id", "disable_tqdm", "cache_dir"})
+                                  "hub_model_id", "disable_tqdm", "cache_dir",
+                                  "report_to", "run_group"})
 
 
 class RunConfig(BaseModel):
@@ -137,6 +139,15 @@ class RunConfig(BaseModel):
                                                        "your account).")
     disable_tqdm: bool | None = Field(None, description="No progress bars (default: shown on a "
                                                         "terminal only).")
+    report_to: ReportTo = Field(
+        "none", description="Experiment tracker to log to (as TrainingArguments.report_to): "
+                            "tensorboard (<output_dir>/tensorboard/<run-id>), mlflow "
+                            "(MLFLOW_TRACKING_URI, default <output_dir>/mlflow.db), wandb (WANDB_* "
+                            "settings), or all: those of the three that are installed.")
+    run_group: str | None = Field(
+        None, description="The trackers' group (MLflow experiment, W&B group) of this run "
+                          "(default: the study's name in a sweep, else the output folder's "
+                          "name).")
 
     @field_validator("model", "dataset", "strategy")
     @classmethod

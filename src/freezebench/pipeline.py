@@ -93,6 +93,7 @@ from freezebench.record import (
 )
 from freezebench.saving import hub_repo, push_folder, save_finetuned
 from freezebench.strategies import FreezePlan, check_params, plan_for
+from freezebench.trackers import Tracking
 
 logger = logging.getLogger(__name__)
 
@@ -111,22 +112,27 @@ def run(config: RunConfig, *, on_point: OnPoint | None = None) -> RunRecord:
     check_params(config.strategy, config.strategy_params)
     results.ensure_runs_dir(config.output_dir)
     parallel = from_environment()
+    tracking = Tracking.of(config, main_process=parallel.is_main)  # a missing library fails here
     started = new_record(config, parallel.world_size)
+    tracking.start(started)
     try:
-        record = _execute(config, started, parallel, on_point)
+        record = _execute(config, started, parallel, tracking.also(on_point))
     except KeyboardInterrupt:
         cancelled = RunError(type="KeyboardInterrupt", message="Interrupted by the user.")
-        _save_stopped(config, stopped_record(config, Status.CANCELLED, cancelled, base=started))
+        _stop(config, stopped_record(config, Status.CANCELLED, cancelled, base=started),
+              tracking)
         raise
     except Exception as exc:  # user mistakes (FreezebenchError) and bugs alike leave a record
         error = explain_failure(exc, config)
-        _save_stopped(config, stopped_record(config, Status.FAILED, error_of(error),
-                                             base=started))
+        _stop(config, stopped_record(config, Status.FAILED, error_of(error), base=started),
+              tracking)
         if error is exc:
             raise
         raise error from None
     if is_main_process():
         results.save_record(config.output_dir, record)
+    tracking.finish(record)  # the record is safe; the push after it may fail
+    if is_main_process():
         _push(config, record)
     return record
 
@@ -138,7 +144,13 @@ def _push(config: RunConfig, record: RunRecord) -> None:
         print(f"pushed {record.saved_model} to {url}")
 
 
-def _save_stopped(config: RunConfig, record: RunRecord) -> None:
+def _stop(config: RunConfig, record: RunRecord, tracking: Tracking) -> None:
+    """Save a failed or cancelled record and end its tracker runs so; neither may hide the error
+    that stopped the run."""
+    try:
+        tracking.finish(record)
+    except Exception as exc:  # a tracker's own failure (a server gone, ...)
+        logger.error("Could not end the tracker run of %s: %s", record.id, exc)
     if not is_main_process():
         return
     try:

@@ -74,6 +74,7 @@ _STUDY_OWNED = {
     "text_column": "text_column", "label_column": "label_column", "encoding": "encoding",
     "strategy": "strategies", "strategy_params": "strategies[].params",
     "learning_rate": "learning_rates", "seed": "seeds", "output_dir": "output_dir",
+    "run_group": "name",
 }
 RECIPE_KEYS = [k for k in RunConfig.model_fields if k not in _STUDY_OWNED]
 
@@ -252,7 +253,8 @@ def expand(study: StudyConfig) -> list[RunConfig]:
     study = resolve_aliases(study)
     shared = {"dataset": study.dataset, "dataset_config": study.dataset_config,
               "text_column": study.text_column, "label_column": study.label_column,
-              "encoding": study.encoding, "output_dir": study.output_dir, **study.recipe}
+              "encoding": study.encoding, "output_dir": study.output_dir,
+              "run_group": study.name, **study.recipe}  # the trackers group runs by study
     configs: dict[str, RunConfig] = {}
     for model, seed in itertools.product(study.model_list(), study.seed_list()):
         for index, entry in enumerate(study.strategies):

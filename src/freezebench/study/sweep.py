@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import yaml
 from tqdm.auto import tqdm
 
-from freezebench import results
+from freezebench import results, trackers
 from freezebench.config import RunConfig
 from freezebench.engine.distributed import launched_processes
 from freezebench.errors import ConfigError, StorageError
@@ -86,6 +86,8 @@ def run_sweep(
         study = study.model_copy(update={"output_dir": str(output_dir)})
     study = resolve_aliases(study)
     configs = select_runs(expand(study), only)
+    for report_to in {config.report_to for config in configs}:
+        trackers.chosen(report_to)  # a tracker's missing library fails before anything runs
     out = study.results_dir()
     quarantine_unreadable(out)
     write_study(study, out)
