@@ -25,6 +25,7 @@ from freezebench.data.loading import (
     resolve_max_length,
     tokenize_splits,
 )
+from freezebench.engine.adaptive import GrowingCache
 from freezebench.engine.batching import SplitInputs
 from freezebench.engine.distributed import DataParallel, from_environment, is_main_process
 from freezebench.engine.evaluation import evaluate
@@ -195,15 +196,18 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
     staged = StagedForward(model, layer_map)
     use_cache = config.use_cache and not plan.schedule and boundary > 0
     units = unit_costs(model, layer_map, plan.ever_trainable(), computes_first_token_only(model))
+    # an adaptive plan's frozen prefix grows during training, and its cache with it
+    growing = (GrowingCache(staged, prepared.inputs, units, device, context.precision)
+               if config.use_cache and plan.adaptive is not None else None)
     if not parallel.active:  # before anything timed, the cache build included
         warm_up(staged, prepared.inputs["train"], boundary=0,
                 batch_size=config.per_device_train_batch_size, device=device,
                 precision=context.precision, packed=config.packed_batches)
     cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
              else CacheUse.unused())
-    rate_of = _rate_of(prepared, use_cache)
+    rate_of = _rate_of(prepared, use_cache or growing is not None)
     with PeakMemory(device) as memory:
-        outcome = _train(context, prepared, staged, boundary, rate_of, on_point)
+        outcome = _train(context, prepared, staged, boundary, rate_of, on_point, growing)
     flops = {**_train_flops(prepared, units, boundary, use_cache, outcome.samples),
              "train_flops": outcome.flops}
     tensors = memory_use(model, plan.ever_trainable(),
@@ -229,6 +233,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
                            selected_step=selected.step),
         "efficiency": run_efficiency,
         "history": _standalone(outcome.history, run_efficiency),
+        "freezing": outcome.freezing if plan.adaptive is not None else None,
         "env": Environment(**environment(device)),
         "saved_model": _save_model(context, prepared, model, started.id),
     })
@@ -306,11 +311,12 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
                     train_builds=builds, train_bytes=outcome.entries["train"].nbytes)
 
 
-def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
-           boundary: int, rate_of: RateOf, on_point: OnPoint | None) -> TrainOutcome:
+def _train(context: RunContext, prepared: Prepared, staged: StagedForward, boundary: int,
+           rate_of: RateOf, on_point: OnPoint | None, cache: GrowingCache | None
+           ) -> TrainOutcome:
     config = context.config
 
-    def evaluate_both() -> EvalPoint:
+    def evaluate_both(boundary: int) -> EvalPoint:
         validation, _ = _evaluate(context, prepared, staged, "validation", boundary)
         test, seconds = _evaluate(context, prepared, staged, "test", boundary)
         return EvalPoint(validation=validation, test=test, test_seconds=seconds)
@@ -321,7 +327,7 @@ def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
                  precision=context.precision, boundary=boundary, evaluate=evaluate_both,
                  rate_of=rate_of,
                  progress=show_progress(config.disable_tqdm) and context.parallel.is_main,
-                 parallel=context.parallel, on_point=on_point)
+                 parallel=context.parallel, on_point=on_point, cache=cache)
 
 
 def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, split: str,
