@@ -96,7 +96,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / FIGURES_FOLDER
     many = len(studies) > 1
-    figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points) for s in studies}
+    figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points, records)
+               for s in studies}
     markdown = render_markdown(studies, records, unreadable, figures, results_dir)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown, encoding="utf-8")
@@ -150,8 +151,8 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- figures
 
-def _draw_figures(study: Findings, folder: Path, many: bool,
-                  tolerance: float) -> list[tuple[Path, str]]:
+def _draw_figures(study: Findings, folder: Path, many: bool, tolerance: float,
+                  records: list[dict[str, Any]]) -> list[tuple[Path, str]]:
     """Draw every figure of ``study``; returns (path, caption) for those that apply."""
     # matplotlib loads here, not at import, so printing a summary table stays quick.
     from freezebench.report import plots
@@ -179,6 +180,13 @@ def _draw_figures(study: Findings, folder: Path, many: bool,
          "against standalone training time and FLOPs so far (step 0 starts after the frozen "
          "layers' forward), mean over seeds with the 95 % interval as a band."),
     ]
+    chosen = set(study.selected["id"])  # the runs at each strategy's chosen learning rate
+    adaptive = [r for r in records if r["id"] in chosen and r.get("freezing")]
+    if adaptive:
+        drawn.append((plots.plot_freezing_timeline(
+            adaptive, folder / f"{prefix}freezing-timeline.png"),
+            "Adaptive strategies: encoder blocks frozen against the training step (the "
+            "embeddings freeze with the first block or before it), each seed and their mean."))
     return [(path, caption) for path, caption in drawn if path is not None]
 
 
