@@ -190,3 +190,8 @@ def test_the_growing_cache_gives_the_metrics_of_no_cache(tiny_model_dirs, sentim
         elif a.step > last:
             assert cached_step < plain_step
     assert cached.efficiency.standalone_train_flops == cached.efficiency.train_flops
+    # what the run ends with: the frozen prefix, and the states it holds (none without cache)
+    assert cached.params.frozen_prefix == plain.params.frozen_prefix != "none"
+    assert cached.efficiency.memory.cached_features_bytes > 0 < cached.efficiency.cache_bytes
+    assert plain.efficiency.memory.cached_features_bytes == 0
+    assert cached.efficiency.cache_build_seconds == 0  # timed inside training instead

@@ -208,6 +208,8 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
     rate_of = _rate_of(prepared, use_cache or growing is not None)
     with PeakMemory(device) as memory:
         outcome = _train(context, prepared, staged, boundary, rate_of, on_point, growing)
+    if growing is not None:  # its builds ran inside training (and evaluation), timed there
+        cache = growing.use()
     flops = {**_train_flops(prepared, units, boundary, use_cache, outcome.samples),
              "train_flops": outcome.flops}
     tensors = memory_use(model, plan.ever_trainable(),
@@ -228,7 +230,9 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         "status": Status.COMPLETED,
         "finished_at": now(),
         "data": _data_summary(prepared),
-        "params": _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes),
+        # an adaptive plan's frozen prefix at the end: every unit it froze
+        "params": _params(model, layer_map, plan, boundary + len(outcome.freezing),
+                          outcome.optimizer_state_bytes),
         "metrics": Metrics(validation=selected.validation, test=selected.test,
                            selected_step=selected.step),
         "efficiency": run_efficiency,

@@ -32,6 +32,7 @@ from torch import nn
 
 from freezebench.engine.batching import SplitInputs
 from freezebench.engine.prefix_states import build_states
+from freezebench.measure.efficiency import CacheUse
 from freezebench.measure.flops import UnitCost, forward_flops
 from freezebench.measure.timing import Stopwatch
 from freezebench.model.layer_map import LayerMap
@@ -202,6 +203,14 @@ class GrowingCache:
         hidden = self.staged.model.config.hidden_size
         lengths = self.splits["train"].lengths
         return forward_flops(self.units, lengths, hidden, start, stop), evaluation_seconds
+
+    def use(self) -> CacheUse:
+        """What the run holds at the end: the deepest states of every split (their builds are
+        in the training and evaluation times, none apart)."""
+        held = [inputs.cached for inputs in self.splits.values() if inputs.cached is not None]
+        train = self.splits["train"].cached
+        return CacheUse(hit=False, build_seconds=0.0, bytes=sum(e.nbytes for e in held),
+                        train_bytes=train.nbytes if train is not None else 0)
 
     def _build(self, inputs: SplitInputs, start: int, stop: int):
         entry = build_states(self.staged, inputs, stop, self.device, self.precision,
