@@ -55,6 +55,17 @@ def test_autofreeze_sums_gradients_over_each_interval_and_checks_at_its_end():
         assert freezer.frozen_units(step) == (FROZEN_AFTER[check] and FROZEN_AFTER[check] + 1)
 
 
+def test_an_interval_with_non_finite_gradients_decides_nothing():
+    blocks = [[torch.nn.Parameter(torch.zeros(1))] for _ in range(4)]
+    freezer = AutoFreeze(AutoFreezeRule(interval=1, percentile=50, max_frozen=3), blocks,
+                         interval=1)
+    for step, norms in enumerate([NORMS[0], [math.inf, 1.0, 1.0, 1.0], NORMS[1]], start=1):
+        for block, norm in zip(blocks, norms, strict=True):
+            block[0].grad = torch.tensor([norm])
+        freezer.after_backward(step)
+        assert freezer.frozen_blocks == (2 if step == 3 else 0)  # NORMS[1] against NORMS[0]
+
+
 def _layer_map():
     return build_layer_map(build_tiny_model("bert", vocab_size=100))
 

@@ -104,6 +104,11 @@ class AutoFreeze:
             current.append(float(sum(total.abs().sum() for total in sums)))
             for total in sums:
                 total.zero_()
+        if not all(math.isfinite(norm) for norm in current[self.frozen_blocks:]):
+            # an fp16 step that overflowed (the scaler skipped it): no decision on this
+            # interval, and the last finite one stays the reference
+            logger.warning("AutoFreeze: non-finite gradients in the interval; no decision")
+            return
         if self.previous is not None:
             self.frozen_blocks = blocks_to_freeze(self.previous, current, self.frozen_blocks,
                                                   self.rule.percentile, self.rule.max_frozen)
