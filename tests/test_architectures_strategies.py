@@ -44,7 +44,7 @@ def _trained(architecture: str, strategy: str, tokenizer):
                     plan=plan, inputs=_split(_examples(16 if plan.schedule else 8), tokenizer),
                     recipe=recipe,
                     device=torch.device("cpu"), precision="fp32", boundary=boundary,
-                    evaluate=lambda: EvalPoint(NOT_EVALUATED, NOT_EVALUATED, 0.0),
+                    evaluate=lambda boundary: EvalPoint(NOT_EVALUATED, NOT_EVALUATED, 0.0),
                     rate_of=lambda trainable, prefix: FlopRate(0.0, 0.0, 0.0))
     return model, layer_map, plan, before, outcome
 
@@ -57,7 +57,9 @@ def test_every_strategy_trains_what_it_names_and_nothing_else(tokenizer, archite
     assert set(layer_map.head) <= plan.trainable and ever <= set(layer_map.all_names())
     after = dict(model.named_parameters())
     frozen = set(after) - ever
-    assert frozen or strategy in ("full", "gradual"), "partial strategies freeze something"
+    # adaptive strategies freeze during training: not within the step or two this test takes
+    assert frozen or strategy in ("full", "gradual", "autofreeze", "freezeout"), \
+        "partial strategies freeze something"
     for name in frozen:
         assert torch.equal(before[name], after[name]), f"frozen {name} changed"
     changed = {n for n in ever if not torch.equal(before[n], after[n])}

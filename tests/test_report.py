@@ -300,3 +300,23 @@ def test_savings_and_losses_use_each_measures_words():
     assert saving_words(-12.0, "flops") == "12 % more"
     assert saving_words(-25.0, "cost") == "25 % higher"
     assert saving_words(99.9986, "trainable") == "99.999 % fewer"
+
+
+def test_adaptive_runs_get_a_freezing_timeline(tmp_path):
+    records = [build.make_record("full", seed=seed) for seed in (1, 2)]
+    for seed, steps in ((1, (300, 700)), (2, (500, 900))):
+        record = build.make_record("autofreeze", seed=seed, seconds=70.0)
+        record["freezing"] = [{"unit": "embeddings", "step": steps[0], "seconds": 20.0},
+                              {"unit": "blocks[0]", "step": steps[0], "seconds": 20.0},
+                              {"unit": "blocks[1]", "step": steps[1], "seconds": 40.0}]
+        records.append(record)
+    build.write_records(tmp_path, records)
+    paths = write_report(tmp_path)
+    names = {p.name for p in paths.figures}
+    assert "freezing-timeline.png" in names
+    assert "freezing-timeline.png" in paths.markdown.read_text(encoding="utf-8")
+    assert (tmp_path / "report_files" / "freezing-timeline.png").read_bytes()[:8] == PNG_MAGIC
+    # without adaptive runs there is no timeline
+    static = tmp_path / "static"
+    build.write_records(static, records[:2])
+    assert "freezing-timeline.png" not in {p.name for p in write_report(static).figures}

@@ -28,6 +28,7 @@ from freezebench.data.loading import (
     resolve_max_length,
     tokenize_splits,
 )
+from freezebench.engine.adaptive import GrowingCache
 from freezebench.engine.batching import SplitInputs
 from freezebench.engine.distributed import DataParallel, from_environment, is_main_process
 from freezebench.engine.evaluation import evaluate
@@ -225,15 +226,20 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
     staged = StagedForward(model, layer_map)
     use_cache = config.use_cache and not plan.schedule and boundary > 0 and staged.staged
     units = unit_costs(model, layer_map, plan.ever_trainable(), computes_first_token_only(model))
+    # an adaptive plan's frozen prefix grows during training, and its cache with it
+    growing = (GrowingCache(staged, prepared.inputs, units, device, context.precision)
+               if config.use_cache and plan.adaptive is not None else None)
     if not parallel.active:  # before anything timed, the cache build included
         warm_up(staged, prepared.inputs["train"], boundary=0,
                 batch_size=config.per_device_train_batch_size, device=device,
                 precision=context.precision, packed=config.packed_batches)
     cache = (_attach_cache(context, prepared, staged, boundary, units) if use_cache
              else CacheUse.unused())
-    rate_of = _rate_of(prepared, use_cache)
+    rate_of = _rate_of(prepared, use_cache or growing is not None)
     with PeakMemory(device) as memory:
-        outcome = _train(context, prepared, staged, boundary, rate_of, on_point)
+        outcome = _train(context, prepared, staged, boundary, rate_of, on_point, growing)
+    if growing is not None:  # its builds ran inside training (and evaluation), timed there
+        cache = growing.use()
     flops = {**_train_flops(prepared, units, boundary, use_cache, outcome.samples),
              "train_flops": outcome.flops}
     tensors = memory_use(model, plan.ever_trainable(),
@@ -254,11 +260,14 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         "status": Status.COMPLETED,
         "finished_at": now(),
         "data": _data_summary(prepared),
-        "params": _params(model, layer_map, plan, boundary, outcome.optimizer_state_bytes),
+        # an adaptive plan's frozen prefix at the end: every unit it froze
+        "params": _params(model, layer_map, plan, boundary + len(outcome.freezing),
+                          outcome.optimizer_state_bytes),
         "metrics": Metrics(validation=selected.validation, test=selected.test,
                            selected_step=selected.step),
         "efficiency": run_efficiency,
         "history": _standalone(outcome.history, run_efficiency),
+        "freezing": outcome.freezing if plan.adaptive is not None else None,
         "env": Environment(**environment(device)),
     })
     return record.model_copy(update={"saved_model": _save_model(context, prepared, model, record)})
@@ -338,11 +347,12 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
                     train_builds=builds, train_bytes=outcome.entries["train"].nbytes)
 
 
-def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
-           boundary: int, rate_of: RateOf, on_point: OnPoint | None) -> TrainOutcome:
+def _train(context: RunContext, prepared: Prepared, staged: StagedForward, boundary: int,
+           rate_of: RateOf, on_point: OnPoint | None, cache: GrowingCache | None
+           ) -> TrainOutcome:
     config = context.config
 
-    def evaluate_both() -> EvalPoint:
+    def evaluate_both(boundary: int) -> EvalPoint:
         validation, _ = _evaluate(context, prepared, staged, "validation", boundary)
         test, seconds = _evaluate(context, prepared, staged, "test", boundary)
         return EvalPoint(validation=validation, test=test, test_seconds=seconds)
@@ -353,7 +363,7 @@ def _train(context: RunContext, prepared: Prepared, staged: StagedForward,
                  precision=context.precision, boundary=boundary, evaluate=evaluate_both,
                  rate_of=rate_of,
                  progress=show_progress(config.disable_tqdm) and context.parallel.is_main,
-                 parallel=context.parallel, on_point=on_point)
+                 parallel=context.parallel, on_point=on_point, cache=cache)
 
 
 def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, split: str,

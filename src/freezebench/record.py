@@ -148,6 +148,15 @@ class HistoryEntry(_Block):
                                                         "for the curves (never used to choose)")
 
 
+class FreezeEvent(_Block):
+    """A unit an adaptive strategy (autofreeze, freezeout) froze during training."""
+
+    unit: str = Field(description="embeddings or blocks[i]")
+    step: int = Field(description="optimizer steps done when it froze; it did not train from "
+                                  "then on")
+    seconds: float = Field(description="training seconds so far, as executed, when it froze")
+
+
 class MemoryUse(_Block):
     """What a run holds in tensors, by kind, counted the same way on any device."""
 
@@ -263,6 +272,9 @@ class RunRecord(_Block):
     efficiency: Efficiency | None = Field(None, description="time, memory, FLOPs and cost")
     history: list[HistoryEntry] = Field(default_factory=list,
                                         description="training history, oldest first")
+    freezing: list[FreezeEvent] | None = Field(
+        None, description="adaptive strategies: the units frozen during training, bottom up, "
+                          "with when (null for strategies fixed in advance)")
     env: Environment | None = Field(None, description="device, versions and commit")
     saved_model: str | None = Field(None, description="folder of the model saved with "
                                                       "--save-model")

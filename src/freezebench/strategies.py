@@ -25,13 +25,37 @@ if TYPE_CHECKING:  # strategies only read a layer map; importing it would load t
     from freezebench.model.layer_map import LayerMap
 
 
+@dataclass(frozen=True)
+class AutoFreezeRule:
+    """AutoFreeze (Liu et al., 2021): every ``interval`` steps, freeze the lowest trainable blocks
+    whose gradient norm changed less than the ``percentile`` of the trainable blocks' changes
+    (see :mod:`freezebench.engine.adaptive`). ``interval`` None: a twentieth of the run."""
+
+    interval: int | None
+    percentile: float
+    max_frozen: int
+
+
+@dataclass(frozen=True)
+class FreezeOutRule:
+    """FreezeOut (Brock et al., 2017): unit ``i`` of ``L`` anneals its learning rate to 0 by a
+    cosine over the first ``t_i`` of training, ``t_i = scaling(t0 + (1 - t0) i / L)``, starting
+    from ``learning_rate / t_i`` when ``scale_lr``, then freezes."""
+
+    t0: float
+    scaling: str
+    scale_lr: bool
+
+
 @dataclass
 class FreezePlan:
-    """What trains: ``trainable`` from the start; ``schedule`` adds names later in training."""
+    """What trains: ``trainable`` from the start; ``schedule`` adds names later in training;
+    ``adaptive`` freezes bottom units during training (the engine decides when)."""
 
     trainable: set[str]
     schedule: list[tuple[float, set[str]]] = field(default_factory=list)
     lora: dict[str, Any] | None = None
+    adaptive: AutoFreezeRule | FreezeOutRule | None = None
 
     def trainable_at(self, progress: float) -> set[str]:
         """Names trainable once ``progress`` (0..1) of the training steps are done."""
@@ -249,3 +273,55 @@ def custom(layer_map: LayerMap, patterns: list[str] | str = "") -> FreezePlan:
             )
         names |= set(matched)
     return FreezePlan(names)
+
+
+@register(
+    "autofreeze",
+    "AutoFreeze (Liu et al., 2021): everything trains at first; every `interval` steps (default: "
+    "a twentieth of the run) each trainable block's gradient norm (L1, summed over the interval) "
+    "is compared with the previous interval's, and the lowest blocks whose relative change is "
+    "below the `percentile` of the trainable blocks' changes freeze, the embeddings with the "
+    "first; bottom-up, never the pooler or head, at most max_frozen blocks (default: all but "
+    "the top one).",
+)
+def autofreeze(
+    layer_map: LayerMap, interval: int | None = None, percentile: float = 50.0,
+    max_frozen: int | None = None,
+) -> FreezePlan:
+    total = layer_map.num_blocks
+    if interval is not None:
+        interval = _int_param("autofreeze", "interval", interval, 1, 10**9, " steps")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) \
+            or not 0 <= percentile <= 100:
+        raise StrategyError(f"Strategy 'autofreeze': percentile={percentile!r} must be a number "
+                            "from 0 to 100.")
+    max_frozen = total - 1 if max_frozen is None else max_frozen
+    max_frozen = _int_param("autofreeze", "max_frozen", max_frozen, 0, total,
+                            _has_blocks(layer_map))
+    return FreezePlan(set(layer_map.all_names()),
+                      adaptive=AutoFreezeRule(interval, float(percentile), max_frozen))
+
+
+FREEZEOUT_SCALINGS = ("linear", "squared", "cubic")
+
+
+@register(
+    "freezeout",
+    "FreezeOut (Brock et al., 2017): unit i of L (embeddings 0, blocks 1..L-1, pooler and head L) "
+    "anneals its learning rate to 0 by a cosine over the first t_i of training, "
+    "t_i = scaling(t0 + (1 - t0) i / L) (scaling: linear | squared | cubic), then freezes; with "
+    "scale_lr its rate starts at learning_rate / t_i. Replaces lr_scheduler_type (warm-up still "
+    "applies).",
+)
+def freezeout(
+    layer_map: LayerMap, t0: float = 0.8, scaling: str = "cubic", scale_lr: bool = True
+) -> FreezePlan:
+    if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not 0 < t0 <= 1:
+        raise StrategyError(f"Strategy 'freezeout': t0={t0!r} must be a number in (0, 1].")
+    if scaling not in FREEZEOUT_SCALINGS:
+        raise StrategyError(f"Strategy 'freezeout': scaling={scaling!r} must be one of "
+                            f"{', '.join(FREEZEOUT_SCALINGS)}.")
+    if not isinstance(scale_lr, bool):
+        raise StrategyError(f"Strategy 'freezeout': scale_lr={scale_lr!r} must be true or false.")
+    return FreezePlan(set(layer_map.all_names()),
+                      adaptive=FreezeOutRule(float(t0), scaling, scale_lr))

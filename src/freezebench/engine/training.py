@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from freezebench.config import RunConfig
+from freezebench.engine.adaptive import GrowingCache, freezer_for
 from freezebench.engine.batching import (
     Batch,
     SplitInputs,
@@ -30,7 +31,7 @@ from freezebench.engine.batching import (
 )
 from freezebench.engine.distributed import SINGLE, DataParallel, Share
 from freezebench.engine.freezing import apply_trainable, describe_prefix, trainable_count
-from freezebench.engine.optimizer import build_optimizer, optimizer_state_bytes
+from freezebench.engine.optimizer import build_optimizer, drop_parameters, optimizer_state_bytes
 from freezebench.engine.precision import autocast
 from freezebench.errors import TrainingError
 from freezebench.measure.flops import FlopRate
@@ -38,7 +39,7 @@ from freezebench.measure.memory import SavedTensors
 from freezebench.measure.timing import Stopwatch
 from freezebench.model.layer_map import LayerMap
 from freezebench.model.staged import StagedForward
-from freezebench.record import HistoryEntry, SplitMetrics
+from freezebench.record import FreezeEvent, HistoryEntry, SplitMetrics
 from freezebench.strategies import FreezePlan
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class EvalPoint:
     test_seconds: float
 
 
-Evaluate = Callable[[], EvalPoint]
+Evaluate = Callable[[int], EvalPoint]  # both splits, their frozen prefix ending at this boundary
 OnPoint = Callable[[HistoryEntry], None]  # told of each history point as it is made
 # the FLOP rate of a training pass with this trainable set over this frozen prefix
 RateOf = Callable[[set[str], int], FlopRate]
@@ -74,6 +75,7 @@ class TrainOutcome:
     activations_bytes: int     # saved for the backward pass, at the largest step
     test_seconds: float        # the last evaluation's test split
     evaluation_seconds: float  # every evaluation, both splits
+    freezing: list[FreezeEvent]  # units an adaptive plan froze during training, in order
 
 
 def show_progress(disable_tqdm: bool | None) -> bool:
@@ -154,11 +156,15 @@ def train(
     inputs: SplitInputs, recipe: Recipe, device: torch.device, precision: str,
     boundary: int, evaluate: Evaluate, rate_of: RateOf, progress: bool = False,
     parallel: DataParallel = SINGLE, on_point: OnPoint | None = None,
+    cache: GrowingCache | None = None,
 ) -> TrainOutcome:
-    """Train the plan's parameters, logging and evaluating (``evaluate()``) as the recipe says.
+    """Train the plan's parameters, logging and evaluating (``evaluate(boundary)``) as the recipe
+    says.
 
     ``boundary`` is the frozen prefix the inputs were prepared for (cached states start there).
-    Plans with a schedule (gradual unfreezing) change the trainable set as training progresses.
+    Plans with a schedule (gradual unfreezing) change the trainable set as training progresses;
+    adaptive plans (AutoFreeze, FreezeOut) freeze bottom units as it progresses, and ``cache``,
+    when given, deepens every split's cached states as they do.
     Under ``parallel``, each step is one global batch shared by the ranks (see distributed.py).
     Evaluation time stays outside the training time.
     """
@@ -166,7 +172,7 @@ def train(
     schedule = Plan.of(recipe, len(inputs.lengths), batch_size)
     loop = _Loop(model=model, staged=staged, layer_map=layer_map, plan=plan, recipe=recipe,
                  device=device, precision=precision, parallel=parallel, schedule=schedule,
-                 boundary=boundary, rate_of=rate_of, on_point=on_point)
+                 boundary=boundary, rate_of=rate_of, on_point=on_point, cache=cache)
     with tqdm(total=schedule.total_steps, desc="train", disable=not progress,
               leave=False) as bar, loop.watch:
         loop.record(inputs, evaluate)
@@ -185,7 +191,7 @@ def train(
                         optimizer_state_bytes=optimizer_state_bytes(loop.optimizer),
                         optimizer=loop.optimizer, activations_bytes=loop.saved.peak_bytes,
                         test_seconds=loop.test_seconds,
-                        evaluation_seconds=loop.evaluation_seconds)
+                        evaluation_seconds=loop.evaluation_seconds, freezing=loop.freezing)
 
 
 class Checkpoint:
@@ -228,19 +234,28 @@ class _Loop:
     def __init__(self, *, model: nn.Module, staged: StagedForward, layer_map: LayerMap,
                  plan: FreezePlan, recipe: Recipe, device: torch.device, precision: str,
                  parallel: DataParallel, schedule: Plan, boundary: int, rate_of: RateOf,
-                 on_point: OnPoint | None = None):
+                 on_point: OnPoint | None = None, cache: GrowingCache | None = None):
         self.model, self.staged, self.layer_map, self.plan = model, staged, layer_map, plan
         self.recipe, self.device, self.precision, self.parallel = recipe, device, precision, \
             parallel
         self.schedule, self.rate_of, self.step = schedule, rate_of, 0
-        self.on_point = on_point
+        self.on_point, self.cache = on_point, cache
         ever = plan.ever_trainable()
+        self.freezer = freezer_for(plan.adaptive, model, layer_map,
+                                   learning_rate=recipe.learning_rate,
+                                   total_steps=schedule.total_steps,
+                                   warmup_steps=schedule.warmup(recipe))
         self.optimizer = build_optimizer(model, ever, layer_map,
                                          learning_rate=recipe.learning_rate,
-                                         weight_decay=recipe.weight_decay, device=device)
+                                         weight_decay=recipe.weight_decay, device=device,
+                                         by_unit=self.freezer is not None)
         self.scheduler = get_scheduler(recipe.lr_scheduler_type, self.optimizer,
                                        num_warmup_steps=schedule.warmup(recipe),
                                        num_training_steps=schedule.total_steps)
+        if self.freezer is not None:
+            self.freezer.set_rates(self.optimizer, 0)
+        self.frozen_units = 0  # bottom units the freezer has frozen so far
+        self.freezing: list[FreezeEvent] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.trainable = plan.trainable_at(0.0)
         self.boundary = min(boundary, apply_trainable(model, layer_map, self.trainable))
@@ -271,6 +286,7 @@ class _Loop:
             if self.step == self.schedule.total_steps:
                 return
             self._follow_schedule()
+            self._follow_freezer()
             size = min(group, count - first)
             for _ in range(size):
                 indices, share, batch = next(items)
@@ -301,12 +317,12 @@ class _Loop:
             self.loss_sum.zero_()
             self.losses = 0
             started = time.perf_counter()
-            point = evaluate() if evaluate is not None else None
+            point = evaluate(self.boundary) if evaluate is not None else None
             self.evaluation_seconds += time.perf_counter() - started
             entry = HistoryEntry(
                 step=self.step, epoch=self.examples / len(inputs.lengths),
                 examples=self.examples, seconds=self.watch.seconds, flops=self.flops,
-                train_loss=train_loss, learning_rate=self.scheduler.get_last_lr()[0],
+                train_loss=train_loss, learning_rate=self.optimizer.param_groups[-1]["lr"],
                 trainable_params=trainable_count(self.model),
                 validation=point.validation if point else None,
                 test=point.test if point else None)
@@ -331,6 +347,34 @@ class _Loop:
         logger.info("Step %d: %d parameter tensors train, frozen prefix %s", self.step,
                     len(trainable), describe_prefix(self.boundary))
 
+    def _follow_freezer(self) -> None:
+        """Freeze, for good, the bottom units an adaptive plan's freezer has stopped."""
+        if self.freezer is None:
+            return
+        count = self.freezer.frozen_units(self.step)
+        if count <= self.frozen_units:
+            return
+        units = self.layer_map.units()[self.frozen_units:count]
+        names = {name for _, unit_names in units for name in unit_names}
+        with self.watch.paused():  # the training seconds so far, up to date
+            seconds = self.watch.seconds
+        self.trainable = self.trainable - names
+        drop_parameters(self.optimizer, [p for n, p in self.model.named_parameters()
+                                         if n in names])
+        start = self.boundary
+        self.boundary = apply_trainable(self.model, self.layer_map, self.trainable)
+        if self.cache is not None:  # the new units' forward over every split, once
+            flops, evaluation_seconds = self.cache.deepen(start, self.boundary, self.watch)
+            self.flops += flops
+            self.evaluation_seconds += evaluation_seconds
+        self.rate = self.rate_of(self.trainable, self.boundary)
+        self.forward = self.parallel.forward(self.staged)
+        self.frozen_units = count
+        self.freezing += [FreezeEvent(unit=unit, step=self.step, seconds=seconds)
+                          for unit, _ in units]
+        logger.info("Step %d: froze %s; frozen prefix %s", self.step,
+                    ", ".join(unit for unit, _ in units), describe_prefix(self.boundary))
+
     def _accumulate(self, batch: Batch, share: Share, group: int) -> None:
         """Forward and backward of one batch of a step of ``group`` batches."""
         with self.saved, autocast(self.device, self.precision):
@@ -342,9 +386,14 @@ class _Loop:
         self.losses += 1
 
     def _optimizer_step(self) -> None:
-        """Clipping and one optimizer step over the accumulated gradients."""
-        if self.recipe.max_grad_norm:
+        """Clipping and one optimizer step over the accumulated gradients (which an adaptive
+        freezer reads first, unscaled and unclipped)."""
+        reads = self.freezer is not None and self.freezer.reads_gradients
+        if self.recipe.max_grad_norm or reads:
             self.scaler.unscale_(self.optimizer)
+        if self.freezer is not None:
+            self.freezer.after_backward(self.step + 1)
+        if self.recipe.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(
                 [p for p in self.params if p.grad is not None], self.recipe.max_grad_norm)
         self.scaler.step(self.optimizer)
@@ -352,6 +401,8 @@ class _Loop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self.freezer is not None:  # the rates of the next step
+            self.freezer.set_rates(self.optimizer, self.step)
 
 
 _warmed_up = False

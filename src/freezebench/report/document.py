@@ -96,7 +96,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / FIGURES_FOLDER
     many = len(studies) > 1
-    figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points) for s in studies}
+    figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points, records)
+               for s in studies}
     markdown = render_markdown(studies, records, unreadable, figures, results_dir)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown, encoding="utf-8")
@@ -150,16 +151,24 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- figures
 
-def _draw_figures(study: Findings, folder: Path, many: bool,
-                  tolerance: float) -> list[tuple[Path, str]]:
+def _draw_figures(study: Findings, folder: Path, many: bool, tolerance: float,
+                  records: list[dict[str, Any]]) -> list[tuple[Path, str]]:
     """Draw every figure of ``study`` as PNG; returns (path, caption) for those that apply."""
     # matplotlib loads here, not at import, so printing a summary table stays quick.
     from freezebench.report.figures import study_figures
-    from freezebench.report.plots import save_figure
+    from freezebench.report.plots import plot_freezing_timeline, save_figure
 
     prefix = safe_name(f"{study.model}-{study.dataset}") + "-" if many else ""
-    return [(save_figure(drawn.figure, folder / f"{prefix}{drawn.name}.png"), drawn.caption)
-            for drawn in study_figures(study, tolerance_points=tolerance)]
+    drawn = [(save_figure(figure.figure, folder / f"{prefix}{figure.name}.png"), figure.caption)
+             for figure in study_figures(study, tolerance_points=tolerance)]
+    chosen = set(study.selected["id"])  # the runs at each strategy's chosen learning rate
+    timeline = plot_freezing_timeline([r for r in records if r["id"] in chosen])
+    if timeline is not None:
+        drawn.append((save_figure(timeline, folder / f"{prefix}freezing-timeline.png"),
+                      "Adaptive strategies: encoder blocks frozen against the training step (the "
+                      "embeddings freeze with the first block or before it), each seed and their "
+                      "mean."))
+    return drawn
 
 
 # --------------------------------------------------------------------------- markdown

@@ -310,3 +310,41 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def _outside(box: np.ndarray, frame: np.ndarray) -> float:
     inside = _overlap(box, frame)
     return (box[2] - box[0]) * (box[3] - box[1]) - inside
+
+
+def plot_freezing_timeline(records: list[dict]) -> Figure | None:
+    """Adaptive strategies (autofreeze, freezeout): encoder blocks frozen against the training
+    step, one panel per strategy, a thin step line per seed and the mean over seeds thick.
+
+    ``records`` are run records as stored (those with a ``freezing`` list count). Returns
+    ``None`` when no run froze anything during training.
+    """
+    runs = [r for r in records if r.get("freezing") is not None and r.get("history")]
+    if not any(r["freezing"] for r in runs):
+        return None
+    labels = list(dict.fromkeys(r["strategy_label"] for r in runs))
+    palette = colors(labels)
+    fig = _figure(4.6 * len(labels), 3.8)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.84, bottom=0.16, wspace=0.25)
+    for index, label in enumerate(labels):
+        ax = fig.add_subplot(1, len(labels), index + 1)
+        mine = [r for r in runs if r["strategy_label"] == label]
+        last = max(r["history"][-1]["step"] for r in mine)
+        steps = np.arange(last + 1)
+        lines = []
+        for record in mine:
+            frozen_at = [e["step"] for e in record["freezing"] if e["unit"].startswith("blocks")]
+            line = np.searchsorted(np.sort(frozen_at), steps, side="right")
+            lines.append(line)
+            ax.step(steps, line, where="post", color=palette[label], alpha=0.35, lw=1)
+        ax.step(steps, np.mean(lines, axis=0), where="post", color=palette[label], lw=2.2,
+                label=f"mean of {len(mine)} run{'s' if len(mine) != 1 else ''}")
+        ax.set_title(plain(label))
+        ax.set_xlabel("Training step")
+        ax.set_ylabel("Encoder blocks frozen")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", frameon=False, fontsize=8)
+    fig.suptitle("When adaptive strategies froze encoder blocks (thin: one seed each)")
+    return fig
