@@ -54,9 +54,10 @@ def draw(study: Findings, kind: str, *, cost: str = "time",
             f"Test {name} against {what}. Strategies on the dashed frontier are beaten on both "
             "quality and cost by no other strategy; error bars are ±1 std over seeds.")
     if kind == "depth":
-        return _named("frozen-blocks", plots.plot_frozen_blocks(s, baseline=base, metric=name),
+        same = s[s["strategy_label"].isin(_with_baseline_recipe(study, base))]
+        return _named("frozen-blocks", plots.plot_frozen_blocks(same, baseline=base, metric=name),
                       f"Freezing more bottom encoder blocks: test {name} and {view}training "
-                      "time.")
+                      "time (the strategies trained with full fine-tuning's recipe).")
     if kind == "memory":
         return _named("memory", plots.plot_memory(s, baseline=base),
                       "Peak tensor memory per strategy.")
@@ -65,6 +66,16 @@ def draw(study: Findings, kind: str, *, cost: str = "time",
         f"Time to quality: validation and test {name} at each evaluation during training "
         "against standalone training time and FLOPs so far (step 0 starts after the frozen "
         "layers' forward), mean over seeds with the 95 % interval as a band.")
+
+
+def _with_baseline_recipe(study: Findings, baseline: str) -> set[str]:
+    """The strategies whose runs share the baseline's recipe (all of them without a baseline):
+    a depth line must not mix 1-epoch and 2-epoch points."""
+    runs = study.selected
+    base = set(runs.loc[runs["strategy_label"] == baseline, "recipe"])
+    if not base:
+        return set(runs["strategy_label"])
+    return set(runs.loc[runs["recipe"].isin(base), "strategy_label"])
 
 
 def _named(name: str, figure: Figure | None, caption: str) -> StudyFigure | None:

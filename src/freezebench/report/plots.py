@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from freezebench.report.analysis import BASELINE, pareto_front
 from freezebench.report.formatting import points_word, scale
+from freezebench.report.frame import RECIPE_LABELS
 
 # cost name -> summary column, axis title, unit family
 COSTS = {
@@ -160,11 +161,14 @@ def plot_frozen_blocks(summary: pd.DataFrame, *, baseline: str = BASELINE,
     """The test metric and training time against the number of frozen blocks (``bottom``).
 
     Only ``bottom`` runs that differ from the defaults in ``k`` alone form the line, so variants
-    such as ``bottom(k=4,freeze_embeddings=False)`` do not share its points. Full fine-tuning is
-    drawn before them, at k = -1 (nothing frozen; k = 0 freezes the embeddings). Returns
-    ``None`` when there is no such run.
+    such as ``bottom(k=4,freeze_embeddings=False)`` do not share its points (give ``summary``
+    the strategies trained with one recipe: the report gives those of full fine-tuning's). Full
+    fine-tuning is drawn before them, at k = -1 (nothing frozen; k = 0 freezes the embeddings).
+    Returns ``None`` when there is no such run.
     """
-    only_k = summary["strategy_label"].str.fullmatch(r"bottom(\(k=\d+\))?")
+    recipe = "|".join(RECIPE_LABELS.values())  # a recipe named in the label is no variant
+    only_k = summary["strategy_label"].str.fullmatch(
+        rf"bottom(\(k=\d+(,({recipe})=[^,()]+)*\))?")
     rows = summary[(summary["strategy"] == "bottom") & summary["k"].notna() & only_k]
     if rows.empty:
         return None
