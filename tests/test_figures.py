@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 from freezebench.cli import app
 from freezebench.report import plots
-from freezebench.report.document import load_records
 from freezebench.report.figures import KINDS, study_figures
 from freezebench.report.findings import analyze
+from freezebench.report.records import load_records
 
 from .error_catalog import run_cli
 from .fixtures.records import build

@@ -13,7 +13,6 @@ numbers as ``summary.json``).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 import pandas as pd
 
-from freezebench.errors import FreezebenchError
 from freezebench.record import safe_name
 from freezebench.report.findings import DEFAULT_METRIC, Findings, analyze
 from freezebench.report.formatting import (
@@ -33,19 +31,17 @@ from freezebench.report.formatting import (
     share,
 )
 from freezebench.report.markdown import FIGURES_FOLDER, markdown_table, md_escape, render_html
+from freezebench.report.records import load_records
 from freezebench.report.sections import caveat_lines, method_lines, setup_lines
 from freezebench.report.summary import study_metric, write_summary
 from freezebench.report.tables import (
     baselines_table,
     budgets_table,
-    error_text,
     failures_table,
     lr_table,
     main_table,
 )
-from freezebench.results import UnreadableRecord, runs_dir, scan_records
-
-logger = logging.getLogger(__name__)
+from freezebench.results import UnreadableRecord
 
 
 @dataclass(frozen=True)
@@ -57,28 +53,6 @@ class ReportPaths:
     summary: Path
     figures: list[Path]
     findings: list[Findings]
-
-
-def load_records(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[UnreadableRecord]]:
-    """The records of ``results_dir`` as stored (validated, of the current schema version); a
-    clear error when it holds none or none completed."""
-    typed, unreadable = scan_records(results_dir)
-    records = [record.to_json() for record in typed]
-    for item in unreadable:
-        logger.warning("Skipping unreadable record %s: %s", item.path, item.reason)
-    if not records:
-        raise FreezebenchError(
-            f"No run records in '{runs_dir(results_dir)}'. Run a sweep with this output folder "
-            "first, or point to the folder that holds the 'runs/' folder."
-        )
-    if not any(r.get("status") == "completed" for r in records):
-        first = next((r for r in records if r.get("error")), None)
-        detail = f" First error ({first['id']}): {error_text(first)}." if first else ""
-        raise FreezebenchError(
-            f"None of the {len(records)} runs in '{results_dir}' completed, so there is nothing "
-            f"to report.{detail}"
-        )
-    return records, unreadable
 
 
 def write_report(

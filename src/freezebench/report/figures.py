@@ -112,8 +112,8 @@ def write_figure(
     ``fmt`` defaults to ``output``'s suffix, else png; ``output`` to ``<kind name>.<fmt>`` in
     ``results_dir``. A folder with several studies needs ``model`` and/or ``dataset`` to pick one.
     """
-    from freezebench.report.document import load_records
     from freezebench.report.findings import analyze
+    from freezebench.report.records import load_records
     from freezebench.report.summary import study_metric
 
     check_choices(kind, cost)
