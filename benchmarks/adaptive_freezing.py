@@ -109,7 +109,10 @@ def run_all(args: argparse.Namespace) -> list[RunRecord]:
 def row_of(record: RunRecord, metric: str) -> dict[str, Any]:
     eff = record.efficiency
     assert record.metrics is not None and eff is not None
-    frozen = [e for e in record.freezing or [] if e.unit.startswith("blocks")]
+    # blocks frozen by the end: before training (static strategies: never trainable) or during it
+    frozen = {u.unit for u in record.params.units
+              if u.unit.startswith("blocks") and u.trainable == 0} if record.params else set()
+    frozen |= {e.unit for e in record.freezing or [] if e.unit.startswith("blocks")}
     return {"id": record.id, "label": record.strategy_label,
             "learning_rate": record.config["learning_rate"], "seed": record.config["seed"],
             "validation": getattr(record.metrics.validation, metric),
