@@ -523,3 +523,23 @@ def test_default_max_length_is_model_limit_or_512(tokenizer):
         source="mem",
     )
     assert tokenize_splits(task, tokenizer)["train"]["length"][:] == [512]
+
+
+def test_a_stray_label_and_a_class_missing_from_evaluation_are_named(tmp_path):
+    """A stray label 7 among 0/1 makes a class of its own: the data step says so, with its rows."""
+    folder = tmp_path / "stray"
+    folder.mkdir()
+    train = {"text": [f"review {i}" for i in range(40)], "label": [i % 2 for i in range(40)]}
+    train["label"][13] = 7
+    Dataset.from_dict(train).to_csv(folder / "train.csv")
+    evaluation = {"text": [f"other {i}" for i in range(10)], "label": [i % 2 for i in range(10)]}
+    for split in ("validation", "test"):
+        Dataset.from_dict(evaluation).to_csv(folder / f"{split}.csv")
+    task = load_task_data(str(folder))
+    assert task.label_names == ["0", "1", "7"]
+    assert ("Class '7' has only 1 training example(s) (rows 13, 0-based, after any subsampling): "
+            "check those labels.") in task.notes
+    assert ("Class '7' does not occur in the validation and test split(s): its F1 there is 0 and "
+            "macro-F1 counts it.") in task.notes
+    assert not [note for note in task.notes if "Class '0'" in note or "Class '1'" in note]
+

@@ -140,3 +140,13 @@ def test_bad_data_fails_before_training(tiny_model_dirs, tmp_path):
     data.write_text("text,label\ngood movie,1\n   ,0\nbad movie,0\n")
     with pytest.raises(DataError, match="row 1"):
         run(_config(tiny_model_dirs["bert"], data, tmp_path))
+
+
+def test_the_data_steps_decisions_are_printed_before_training(tiny_model_dirs, sentiment_folder,
+                                                                tmp_path, capsys):
+    record = run(RunConfig(model=tiny_model_dirs["bert"], dataset=str(sentiment_folder),
+                           strategy="head", max_train_samples=20, output_dir=str(tmp_path / "o"),
+                           disable_tqdm=True, learning_rate=1e-3))
+    printed = capsys.readouterr().err
+    assert record.data.notes and all(f"data: {note}" in printed for note in record.data.notes)
+    assert "Subsampled train to 20" in printed

@@ -222,6 +222,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         use_numpy_dropout(model, seed=(config.seed, parallel.rank))
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
     store_frozen_weights_for_autocast(model, plan.ever_trainable(), context.precision)
+    _print_data_notes(prepared.task.notes, parallel)
     _print_trainable(model, parallel)
     staged = StagedForward(model, layer_map)
     use_cache = config.use_cache and not plan.schedule and boundary > 0 and staged.staged
@@ -308,6 +309,14 @@ def _standalone(history: list[HistoryEntry], run: Efficiency) -> list[HistoryEnt
     return [point.model_copy(update={"standalone_seconds": point.seconds + seconds,
                                      "standalone_flops": (point.flops or 0.0) + flops})
             for point in history]
+
+
+def _print_data_notes(notes: list[str], parallel: DataParallel) -> None:
+    """What the data step decided (label mapping, carved splits, subsets, class warnings), before
+    training, on stderr; the record keeps them in ``data.notes``."""
+    if parallel.is_main:
+        for note in notes:
+            tqdm.write(f"data: {note}", file=sys.stderr)
 
 
 def _print_trainable(model: PreTrainedModel, parallel: DataParallel) -> None:

@@ -23,7 +23,12 @@ from datasets import Dataset, DatasetDict, Value
 from sklearn.model_selection import train_test_split
 
 from freezebench.data.sources import load_raw, normalize_splits
-from freezebench.data.validation import column_values, resolve_columns, validated_splits
+from freezebench.data.validation import (
+    class_warnings,
+    column_values,
+    resolve_columns,
+    validated_splits,
+)
 from freezebench.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -79,6 +84,7 @@ def load_task_data(
     splits = _complete_splits(splits, seed, where, notes)
     splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes)
     final = DatasetDict({name: splits[name] for name in SPLITS})
+    notes += class_warnings({name: final[name]["label"] for name in SPLITS}, names)
     return TaskData(
         splits=final,
         label_names=names,

@@ -313,3 +313,27 @@ def _warn_conflicting_duplicates(texts: list[str], ids: list[int], names: list[s
             text[:80],
             detail,
         )
+
+
+# fewer training examples than this for a class, and a classifier learns it by chance if at all
+FEW_EXAMPLES = 5
+
+
+def class_warnings(labels: dict[str, list[int]], names: list[str]) -> list[str]:
+    """What a study should know of its classes before training: a class with fewer than
+    ``FEW_EXAMPLES`` training examples (naming it and its first rows; a stray label among the
+    others makes a class of its own), and a class absent from an evaluation split (its F1 there is
+    undefined and pulls macro-F1 down)."""
+    warnings = []
+    for label, name in enumerate(names):
+        rows = [row for row, value in enumerate(labels["train"]) if value == label]
+        if len(rows) < FEW_EXAMPLES:
+            shown = ", ".join(str(row) for row in rows[:5])
+            warnings.append(f"Class '{name}' has only {len(rows)} training example(s) (rows "
+                            f"{shown}, 0-based, after any subsampling): check those labels.")
+        missing = [split for split in ("validation", "test")
+                   if split in labels and label not in set(labels[split])]
+        if missing:
+            warnings.append(f"Class '{name}' does not occur in the {' and '.join(missing)} "
+                            "split(s): its F1 there is 0 and macro-F1 counts it.")
+    return warnings
