@@ -32,7 +32,7 @@ from freezebench.engine.adaptive import GrowingCache
 from freezebench.engine.batching import SplitInputs
 from freezebench.engine.distributed import DataParallel, from_environment, is_main_process
 from freezebench.engine.evaluation import evaluate
-from freezebench.engine.freezing import apply_trainable, describe_prefix
+from freezebench.engine.freezing import apply_trainable, describe_prefix, planned
 from freezebench.engine.precision import (
     resolve_device,
     resolve_precision,
@@ -65,13 +65,12 @@ from freezebench.measure.flops import (
 from freezebench.measure.memory import PeakMemory, memory_use
 from freezebench.measure.quality import classification_metrics
 from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
-from freezebench.model.layer_map import LayerMap, build_layer_map, count_parameters
+from freezebench.model.layer_map import LayerMap, count_parameters
 from freezebench.model.loading import (
     check_max_length,
     load_model,
     load_tokenizer,
     set_padding,
-    with_lora,
 )
 from freezebench.model.staged import StagedForward, computes_first_token_only
 from freezebench.record import (
@@ -93,7 +92,7 @@ from freezebench.record import (
     stopped_record,
 )
 from freezebench.saving import hub_repo, push_folder, save_finetuned
-from freezebench.strategies import FreezePlan, check_params, plan_for
+from freezebench.strategies import FreezePlan, check_params
 from freezebench.trackers import Tracking
 
 logger = logging.getLogger(__name__)
@@ -186,12 +185,7 @@ def prepare(config: RunConfig) -> Prepared:
                        seed=config.seed, revision=config.revision,
                        trust_remote_code=config.trust_remote_code)
     set_padding(tokenizer, model)
-    layer_map = build_layer_map(model)
-    plan = plan_for(config.strategy, config.strategy_params, layer_map)
-    if plan.lora is not None:  # the adapters are new parameters: map and plan again
-        model = with_lora(model, plan.lora)
-        layer_map = build_layer_map(model)
-        plan = plan_for(config.strategy, config.strategy_params, layer_map)
+    model, layer_map, plan = planned(model, config.strategy, config.strategy_params)
     limit = check_max_length(model, resolve_max_length(tokenizer, config.max_length),
                              requested=config.max_length is not None)
     tokenized = tokenize_splits(task, tokenizer, limit)

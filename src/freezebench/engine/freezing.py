@@ -7,9 +7,27 @@ cache (:mod:`freezebench.engine.prefix_states`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from freezebench.model.layer_map import LayerMap, unit_modules
+from freezebench.model.layer_map import LayerMap, build_layer_map, unit_modules
+from freezebench.model.loading import with_lora
+from freezebench.strategies import FreezePlan, plan_for
+
+
+def planned(model: nn.Module, strategy: str,
+            params: dict[str, Any]) -> tuple[nn.Module, LayerMap, FreezePlan]:
+    """``model`` under ``strategy``: the model (LoRA's adapters injected where the plan asks for
+    them), its layer map and the plan. Adapters are new parameters, so the model is mapped and
+    planned again after they go in."""
+    layer_map = build_layer_map(model)
+    plan = plan_for(strategy, params, layer_map)
+    if plan.lora is not None:
+        model = with_lora(model, plan.lora)
+        layer_map = build_layer_map(model)
+        plan = plan_for(strategy, params, layer_map)
+    return model, layer_map, plan
 
 
 def apply_trainable(model: nn.Module, layer_map: LayerMap, trainable: set[str]) -> int:

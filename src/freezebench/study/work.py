@@ -28,14 +28,11 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from freezebench.config import RunConfig
-from freezebench.engine.freezing import apply_trainable
+from freezebench.engine.freezing import apply_trainable, planned
 from freezebench.engine.training import Plan, Recipe
 from freezebench.errors import FreezebenchError
 from freezebench.measure.flops import UnitCost, forward_flops, train_flops, unit_costs
-from freezebench.model.layer_map import build_layer_map
-from freezebench.model.loading import with_lora
 from freezebench.model.staged import computes_first_token_only
-from freezebench.strategies import plan_for
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +106,7 @@ def _shape(config: RunConfig) -> Shape | None:
                                                   num_labels=2)
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(model_config)
-        layer_map = build_layer_map(model)
-        plan = plan_for(config.strategy, config.strategy_params, layer_map)
-        if plan.lora is not None:  # the adapters are new parameters: map and plan again
-            model = with_lora(model, plan.lora)
-            layer_map = build_layer_map(model)
-            plan = plan_for(config.strategy, config.strategy_params, layer_map)
+        model, layer_map, plan = planned(model, config.strategy, config.strategy_params)
     except (OSError, ValueError, KeyError, FreezebenchError) as exc:
         logger.info("No work estimate for %s with %s (%s); it counts as an average run.",
                     config.model, config.strategy, exc)
