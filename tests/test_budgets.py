@@ -8,10 +8,10 @@ import pytest
 from freezebench.report.budgets import (
     POINT_COLUMNS,
     budget_table,
-    budgets_summary,
     quality_curves,
     smallest_acceptable,
 )
+from freezebench.report.summary import budgets_summary
 
 
 def _points(rows: list[tuple]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from freezebench.report.analysis import BASELINE, paired, pareto_front
+from freezebench.report.budgets import smallest_acceptable
 from freezebench.report.formatting import (
     finite,
     metric_name,
@@ -118,15 +119,13 @@ def equal_budget_answer(budgets: pd.DataFrame | None, metric: str, tolerance: fl
         return (f"At equal training time: cannot be answered without completed '{baseline}' "
                 "runs that evaluated during training.")
     name = metric_name(metric)
-    chosen = budgets[budgets["strategy_label"].notna()]
-    hits = chosen[chosen["acceptable"].astype(bool)].sort_values("fraction")
+    row = smallest_acceptable(budgets)
     rule = (f"the strategy best on validation at each share of {_base_name(baseline)}'s "
             f"standalone training time, its test {name} against {_base_name(baseline)}'s at its "
             "end, acceptable as above")
-    if hits.empty:
+    if row is None:
         return (f"At equal training time ({rule}): no budget of "
                 f"{', '.join(share(f) for f in budgets['fraction'])} reaches it.")
-    row = hits.iloc[0]
     return (f"At equal training time ({rule}): yes from {share(row['fraction'])} of the time "
             f"({row['seconds']:.0f} s): {row['strategy_label']} reaches "
             f"{100 * row['test']:.1f} % test {name}, {signed(row['delta_points'])} points "

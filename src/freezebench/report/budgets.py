@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from freezebench.report.uncertainty import t_interval
@@ -129,26 +128,3 @@ def smallest_acceptable(table: pd.DataFrame) -> pd.Series | None:
     """The row of the smallest budget whose best strategy is acceptable, if any."""
     hits = table[table["acceptable"].fillna(False).astype(bool)]
     return None if hits.empty else hits.sort_values("fraction").iloc[0]
-
-
-def budgets_summary(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """``summary.json``'s ``budgets``: per budget, the strategy chosen on validation, its test
-    metric and its paired difference from full fine-tuning (0-1 scale), each with the 95 %
-    interval (null where nothing competes)."""
-    out = []
-    for row in table.itertuples(index=False):
-        label = row.strategy_label if isinstance(row.strategy_label, str) else None
-        out.append({
-            "fraction": float(row.fraction), "seconds": _number(row.seconds), "label": label,
-            "test": {"mean": _number(row.test),
-                     "ci95": [_number(row.test_low), _number(row.test_high)]},
-            "delta_vs_full": {"mean": _number(row.delta_points, 0.01),
-                              "ci95": [_number(row.delta_low, 0.01),
-                                       _number(row.delta_high, 0.01)]},
-            "acceptable": bool(row.acceptable) if label else None,
-        })
-    return out
-
-
-def _number(value: Any, factor: float = 1.0) -> float | None:
-    return float(value) * factor if value is not None and np.isfinite(value) else None

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from freezebench.report.budgets import budgets_summary
 from freezebench.report.findings import Findings
 from freezebench.report.uncertainty import MAX_SEEDS
 from freezebench.results import write_text_atomic
@@ -94,6 +94,24 @@ def _strategy(row: Any, answers: Any) -> dict[str, Any]:
         "trainable_params": _number(row["trainable_mean"]),
         "collapsed_runs": int(row["collapsed_runs"]),
     }
+
+
+def budgets_summary(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per budget (report/budgets.py), the strategy chosen on validation, its test metric and its
+    paired difference from full fine-tuning (0-1 scale), each with the 95 % interval (null where
+    nothing competes)."""
+    out = []
+    for row in table.itertuples(index=False):
+        label = row.strategy_label if isinstance(row.strategy_label, str) else None
+        out.append({
+            "fraction": float(row.fraction), "seconds": _number(row.seconds), "label": label,
+            "test": {"mean": _number(row.test),
+                     "ci95": [_number(row.test_low), _number(row.test_high)]},
+            "delta_vs_full": {"mean": _fraction(row.delta_points),
+                              "ci95": [_fraction(row.delta_low), _fraction(row.delta_high)]},
+            "acceptable": bool(row.acceptable) if label else None,
+        })
+    return out
 
 
 def _seeds(needed: int | None) -> int | None:
