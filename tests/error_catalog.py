@@ -90,7 +90,7 @@ CASES: list[Case] = [
          ["File 'data.jsonl'", "split 'train'", "row 7", "column 'label'", "(value: -1)",
           "negative"],
          {"data.jsonl": jsonl(rows_with("label", 7, -1))}),
-    Case("Fractional label", [*RUN, "--dataset", "data.jsonl"],
+    Case("Fractional label", [*RUN, "--dataset", "data.jsonl", "--problem-type", "classification"],
          ["File 'data.jsonl'", "split 'train'", "row 7", "column 'label'", "(value: 1.5)",
           "fractional"],
          {"data.jsonl": jsonl(rows_with("label", 7, 1.5))}),

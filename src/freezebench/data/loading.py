@@ -27,6 +27,7 @@ from freezebench.data.validation import (
     class_warnings,
     column_values,
     resolve_columns,
+    resolve_problem_type,
     validated_splits,
 )
 from freezebench.errors import DataError
@@ -40,7 +41,8 @@ _SENTINEL_MAX_LENGTH = 1_000_000
 
 @dataclass
 class TaskData:
-    """A validated classification task: three splits with columns ``text`` and ``label``."""
+    """A validated task: three splits with columns ``text`` and ``label`` (a class id, or a
+    float score for regression, whose ``label_names`` is ``["score"]``)."""
 
     splits: DatasetDict
     label_names: list[str]
@@ -49,6 +51,11 @@ class TaskData:
     source: str
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    problem_type: str = "classification"  # or regression
+
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == "regression"
 
     @property
     def num_labels(self) -> int:
@@ -69,22 +76,27 @@ def load_task_data(
     seed: int = 42,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    problem_type: str = "auto",
 ) -> TaskData:
     """Load ``dataset`` (hub id, folder or file), validate it and return a :class:`TaskData`.
 
     Missing validation/test splits are carved (stratified, seeded) from train; the
-    ``max_*_samples`` limits take stratified, seeded subsets. Raises :class:`DataError` for
-    anything the user has to fix.
+    ``max_*_samples`` limits take stratified, seeded subsets (random for a regression).
+    ``problem_type``: classification, regression, or auto (regression for float labels with a
+    fractional value). Raises :class:`DataError` for anything the user has to fix.
     """
     notes: list[str] = []
     raw, where = load_raw(dataset, dataset_config, encoding, notes)
     raw = normalize_splits(raw, where, notes)
     text_col, label_col = resolve_columns(raw, where, text_column, label_column, notes)
-    splits, names = validated_splits(raw, text_col, label_col, where, notes)
-    splits = _complete_splits(splits, seed, where, notes)
-    splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes)
+    problem = resolve_problem_type(raw, label_col, problem_type, notes)
+    splits, names = validated_splits(raw, text_col, label_col, where, notes, problem)
+    stratify = problem == "classification"
+    splits = _complete_splits(splits, seed, where, notes, stratify)
+    splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes, stratify)
     final = DatasetDict({name: splits[name] for name in SPLITS})
-    notes += class_warnings({name: final[name]["label"] for name in SPLITS}, names)
+    if stratify:  # a regression has no classes to warn of
+        notes += class_warnings({name: final[name]["label"] for name in SPLITS}, names)
     return TaskData(
         splits=final,
         label_names=names,
@@ -93,6 +105,7 @@ def load_task_data(
         source=dataset,
         notes=notes,
         fingerprint=_fingerprint(final, names),
+        problem_type=problem,
     )
 
 
@@ -127,7 +140,8 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
         for split, ds in task.splits.items()
     })
     tokenized = tokenized.rename_column("label", "labels")
-    return tokenized.cast_column("labels", Value("int64"))
+    # the dtypes the losses take: class ids for cross-entropy, float32 scores for MSE
+    return tokenized.cast_column("labels", Value("float32" if task.regression else "int64"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +149,7 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
 
 
 def _complete_splits(
-    splits: dict[str, Dataset], seed: int, where: str, notes: list[str]
+    splits: dict[str, Dataset], seed: int, where: str, notes: list[str], stratify: bool = True
 ) -> dict[str, Dataset]:
     """Carve a missing validation and then a missing test split from train."""
     missing = [name for name in ("validation", "test") if name not in splits]
@@ -147,7 +161,7 @@ def _complete_splits(
             " these splits, or more training data."
         )
     for name in missing:
-        splits["train"], splits[name], how = _split_off(splits["train"], size, seed)
+        splits["train"], splits[name], how = _split_off(splits["train"], size, seed, stratify)
         notes.append(
             f"No {name} split: carved a {how} {CARVE_FRACTION:.0%} of train"
             f" ({size} rows, seed {seed})."
@@ -161,30 +175,36 @@ def _limit_samples(
     max_train: int | None,
     max_eval: int | None,
     notes: list[str],
+    stratify: bool = True,
 ) -> dict[str, Dataset]:
-    """Stratified, seeded subsets: ``max_train`` for train, ``max_eval`` for validation and test."""
+    """Seeded subsets, stratified by class where ``stratify``: ``max_train`` for train,
+    ``max_eval`` for validation and test."""
     for name in SPLITS:
         limit = max_train if name == "train" else max_eval
         if limit is None or limit >= len(splits[name]):
             continue
         before = len(splits[name])
-        _, splits[name], how = _split_off(splits[name], limit, seed)
+        _, splits[name], how = _split_off(splits[name], limit, seed, stratify)
         notes.append(f"Subsampled {name} to {limit} of {before} rows ({how}, seed {seed}).")
     return splits
 
 
-def _split_off(ds: Dataset, size: int, seed: int) -> tuple[Dataset, Dataset, str]:
-    """Split ``size`` rows off ``ds``: (rest, taken, how), stratified by label where possible.
+def _split_off(ds: Dataset, size: int, seed: int, by_class: bool = True
+               ) -> tuple[Dataset, Dataset, str]:
+    """Split ``size`` rows off ``ds``: (rest, taken, how), stratified by label where
+    ``by_class`` and possible (a regression's scores are no classes: random).
 
     Both parts keep the rows' original order.
     """
     labels = column_values(ds, "label")
     counts = Counter(labels)
-    stratify = min(counts.values()) >= 2 and min(size, len(ds) - size) >= len(counts)
+    stratify = (by_class and min(counts.values()) >= 2
+                and min(size, len(ds) - size) >= len(counts))
     rest, taken = train_test_split(
         range(len(ds)), test_size=size, random_state=seed, stratify=labels if stratify else None
     )
-    how = "stratified" if stratify else "random (too few rows per class to stratify)"
+    how = ("stratified" if stratify else "random (too few rows per class to stratify)"
+           if by_class else "random")
     return ds.select(sorted(rest)), ds.select(sorted(taken)), how
 
 
