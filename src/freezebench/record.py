@@ -115,7 +115,7 @@ class SplitMetrics(_Block):
     collapsed: bool | None = Field(
         None, description="the predictions use fewer classes than the labels do, or put over "
                           f"{COLLAPSE_SHARE:.0%} of the examples in one class where the labels "
-                          "do not")
+                          "do not (regression: every prediction is the same value)")
     pearson: float | None = Field(None, description="regression: Pearson's r of predictions and "
                                                     "scores (null when the predictions are "
                                                     "constant)")

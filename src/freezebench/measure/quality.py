@@ -52,8 +52,9 @@ def classification_metrics(
 
 def regression_metrics(logits: np.ndarray, labels: np.ndarray, loss: float) -> SplitMetrics:
     """Pearson's r and Spearman's rank correlation of the single output with the scores, and
-    their mean squared error; the classification fields stay empty. A correlation with constant
-    predictions is undefined: null."""
+    their mean squared error; the classification fields stay empty. Constant predictions (the
+    regression's collapse: one value for every example) have no correlation: null, and the
+    split counts as collapsed."""
     predictions = logits.reshape(len(labels), -1)[:, 0].astype(np.float64)
     scores = labels.astype(np.float64)
     return SplitMetrics(
@@ -62,6 +63,7 @@ def regression_metrics(logits: np.ndarray, labels: np.ndarray, loss: float) -> S
         pearson=_correlation(stats.pearsonr, predictions, scores),
         spearman=_correlation(stats.spearmanr, predictions, scores),
         mse=float(mean_squared_error(scores, predictions)),
+        collapsed=bool(np.ptp(predictions) == 0) if len(predictions) > 1 else None,
     )
 
 
