@@ -15,8 +15,9 @@ from transformers import DataCollatorWithPadding
 from freezebench.data.loading import load_task_data, tokenize_splits
 from freezebench.data.validation import PAIR_NAMES
 from freezebench.engine.batching import SplitInputs, forward_logits, make_batch
-from freezebench.errors import DataError
+from freezebench.errors import ConfigError, DataError
 from freezebench.report.sections import _pairs_and_dropped
+from freezebench.study.config import expand, parse_study
 
 from .error_catalog import run_cli
 
@@ -271,6 +272,18 @@ def test_a_pair_csv_trains_end_to_end_through_the_cli(tiny_model_dirs, tmp_path)
     assert _pairs_and_dropped([record]) == (
         "; sentence pairs: 'sentence1' with 'sentence2'; invalid rows dropped: train 1 "
         "(1 missing text pair)")
+
+
+def test_a_study_sets_the_pair_column_and_dropping_for_every_run():
+    study = parse_study({"dataset": "pairs.csv", "text_column": "premise",
+                         "text_pair_column": "hypothesis", "drop_invalid_rows": True,
+                         "seeds": 2, "strategies": ["full", "head"]})
+    runs = expand(study)
+    assert len(runs) == 4
+    assert {(r.text_column, r.text_pair_column, r.drop_invalid_rows) for r in runs} == {
+        ("premise", "hypothesis", True)}
+    with pytest.raises(ConfigError, match="top-level key 'drop_invalid_rows'"):
+        parse_study({"recipe": {"drop_invalid_rows": True}, "strategies": ["full"]})
 
 
 def test_the_report_says_nothing_of_pairs_or_drops_for_single_texts():
