@@ -79,6 +79,17 @@ CASES: list[Case] = [
          ["File 'data.jsonl'", "split 'train'", "row 5", "column 'text'", "(value: None)",
           "the text is missing"],
          {"data.jsonl": jsonl(rows_with("text", 5, None))}),
+    Case("Empty text pair (sentence1/sentence2 found by name)", [*RUN, "--dataset", "pairs.csv"],
+         ["File 'pairs.csv'", "split 'train'", "row 2", "column 'sentence2'", "(value: '  ')",
+          "the text pair is empty", "--drop-invalid-rows", "--text-pair-column"],
+         {"pairs.csv": csv("sentence1,sentence2,label",
+                           [f"review {i},{'  ' if i == 2 else f'reply {i}'},{i % 2}"
+                            for i in range(30)])}),
+    Case("Nothing left after --drop-invalid-rows", [*RUN, "--dataset", "data.csv",
+                                                    "--drop-invalid-rows"],
+         ["File 'data.csv'", "split 'train' has no valid rows", "all 30 would be dropped",
+          "30 missing label", "--label-column"],
+         {"data.csv": csv("text,label", [f"review number {i}," for i in range(30)])}),
     # --- data: labels
     Case("Label out of range (unseen in train)", [*RUN, "--dataset", "splits"],
          ["Folder 'splits'", "split 'test'", "row 2", "column 'label'", "(value: 7)",

@@ -54,12 +54,19 @@ class RunConfig(BaseModel):
     dataset_config: str | None = Field(None, description="The hub dataset's configuration.")
     text_column: str | None = Field(None, description="Text column (default: found by common "
                                                       "names).")
+    text_pair_column: str | None = Field(
+        None, description="Second text of a sentence-pair task (default: found with the text "
+                          "column by common pair names, e.g. sentence1/sentence2, "
+                          "premise/hypothesis; --text-column given alone means single texts).")
     label_column: str | None = Field(None, description="Label column (default: found by common "
                                                        "names).")
     problem_type: ProblemType = Field(
         "auto", description="regression: one output, MSE loss, Pearson/Spearman/MSE (auto: when "
                             "the label column holds floats with a fractional value).")
     encoding: str | None = Field(None, description="Text encoding of csv/json files.")
+    drop_invalid_rows: bool = Field(False, description="Drop rows with a missing or empty text "
+                                                       "or a missing label, counted in the "
+                                                       "record (off: such a row stops the run).")
     max_length: int | None = Field(None, ge=8, description="Longest tokenized example "
                                                            "(default: the model's limit).")
     max_train_samples: int | None = Field(None, ge=2, description="Train on a seeded subset "

@@ -179,6 +179,7 @@ def prepare(config: RunConfig) -> Prepared:
         config.dataset, dataset_config=config.dataset_config, text_column=config.text_column,
         label_column=config.label_column, encoding=config.encoding, seed=config.data_seed,
         max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
+        text_pair_column=config.text_pair_column, drop_invalid_rows=config.drop_invalid_rows,
         problem_type=config.problem_type,
     )
     check_best_metric(config.select_checkpoint, config.metric_for_best_model, task.problem_type)
@@ -219,7 +220,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         use_numpy_dropout(model, seed=(config.seed, parallel.rank))
     boundary = apply_trainable(model, layer_map, plan.trainable_at(0.0))
     store_frozen_weights_for_autocast(model, plan.ever_trainable(), context.precision)
-    _print_data_notes(prepared.task.notes, parallel)
+    _print_data_notes(prepared.task, parallel)
     _print_trainable(model, parallel)
     staged = StagedForward(model, layer_map)
     use_cache = config.use_cache and not plan.schedule and boundary > 0 and staged.staged
@@ -308,11 +309,12 @@ def _standalone(history: list[HistoryEntry], run: Efficiency) -> list[HistoryEnt
             for point in history]
 
 
-def _print_data_notes(notes: list[str], parallel: DataParallel) -> None:
-    """What the data step decided (label mapping, carved splits, subsets, class warnings), before
-    training, on stderr; the record keeps them in ``data.notes``."""
+def _print_data_notes(task: TaskData, parallel: DataParallel) -> None:
+    """What the data step decided (columns and class ids, sentence pairs, dropped rows, label
+    mapping, carved splits, subsets, class warnings), before training, on stderr; the record keeps
+    the notes in ``data.notes``."""
     if parallel.is_main:
-        for note in notes:
+        for note in [task.describe(), *task.notes]:
             tqdm.write(f"data: {note}", file=sys.stderr)
 
 
@@ -414,6 +416,7 @@ def _data_summary(prepared: Prepared) -> DataSummary:
         label_counts=None if task.regression else {s: _label_counts(task, s) for s in SPLITS},
         train_tokens=int(prepared.inputs["train"].lengths.sum()),
         max_length=prepared.max_length, fingerprint=task.fingerprint, notes=task.notes,
+        text_pair_column=task.text_pair_column, dropped=task.dropped,
     )
 
 

@@ -72,6 +72,13 @@ class DataSummary(_Block):
     label_counts: dict[str, dict[str, int]] | None = Field(
         None, description="examples of each class (by name) per split; what the trivial "
                           "baselines are computed from")
+    text_pair_column: str | None = Field(
+        None, description="the source's column read as the second text of a sentence pair "
+                          "(null: single texts)")
+    dropped: dict[str, dict[str, int]] | None = Field(
+        None, description="rows dropped by --drop-invalid-rows, per split and reason (missing "
+                          "text, empty text, missing text pair, empty text pair, missing "
+                          "label); null: not asked to drop")
 
 
 class UnitParams(_Block):

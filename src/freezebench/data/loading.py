@@ -2,12 +2,13 @@
 
 ``load_task_data`` accepts a Hugging Face Hub id, a local folder, or one file (.parquet, .csv,
 .tsv, .json, .jsonl) and returns :class:`TaskData`: exactly the splits train/validation/test with
-exactly the columns ``text`` (str) and ``label`` (class id). Every problem a user can fix (a
-missing column, an empty text, a label out of range, an undecodable byte, ...) is raised as a
-:class:`~freezebench.errors.DataError` naming the file, split, row, column and value, before any
-training starts. Loading is :mod:`freezebench.data.sources`, the checks
-:mod:`freezebench.data.validation`; this module puts them together, carves missing splits and
-subsets, and tokenizes.
+exactly the columns ``text`` (str), for a sentence-pair task ``text_pair`` (str), and ``label``
+(class id). Every problem a user can fix (a missing column, an empty text, a label out of range,
+an undecodable byte, ...) is raised as a :class:`~freezebench.errors.DataError` naming the file,
+split, row, column and value, before any training starts; rows with a missing text or label may
+be dropped instead (:mod:`freezebench.data.dropping`). Loading is :mod:`freezebench.data.sources`,
+the checks :mod:`freezebench.data.validation`; this module puts them together, carves missing
+splits and subsets, and tokenizes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Value
 from sklearn.model_selection import train_test_split
 
+from freezebench.data.dropping import without_invalid_rows
 from freezebench.data.sources import load_raw, normalize_splits
 from freezebench.data.validation import (
     class_warnings,
@@ -41,8 +43,8 @@ _SENTINEL_MAX_LENGTH = 1_000_000
 
 @dataclass
 class TaskData:
-    """A validated task: three splits with columns ``text`` and ``label`` (a class id, or a
-    float score for regression, whose ``label_names`` is ``["score"]``)."""
+    """A validated task: three splits with columns ``text``, [``text_pair``] and ``label`` (a
+    class id, or a float score for regression, whose ``label_names`` is ``["score"]``)."""
 
     splits: DatasetDict
     label_names: list[str]
@@ -51,6 +53,9 @@ class TaskData:
     source: str
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    text_pair_column: str | None = None  # None: single texts
+    # rows dropped per split and reason (None: not asked to drop; {}: none were invalid)
+    dropped: dict[str, dict[str, int]] | None = None
     problem_type: str = "classification"  # or regression
 
     @property
@@ -60,6 +65,14 @@ class TaskData:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def describe(self) -> str:
+        """One line: the columns read and the class of each id (printed before training)."""
+        pair = f", text pair '{self.text_pair_column}'" if self.text_pair_column else ""
+        classes = ", ".join(f"{i}={name}" for i, name in enumerate(self.label_names[:20]))
+        more = f", ... ({self.num_labels} in all)" if self.num_labels > 20 else ""
+        return (f"Columns: text '{self.text_column}'{pair}, label '{self.label_column}';"
+                f" class ids: {classes}{more}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +89,8 @@ def load_task_data(
     seed: int = 42,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    text_pair_column: str | None = None,
+    drop_invalid_rows: bool = False,
     problem_type: str = "auto",
 ) -> TaskData:
     """Load ``dataset`` (hub id, folder or file), validate it and return a :class:`TaskData`.
@@ -83,14 +98,20 @@ def load_task_data(
     Missing validation/test splits are carved (stratified, seeded) from train; the
     ``max_*_samples`` limits take stratified, seeded subsets (random for a regression).
     ``problem_type``: classification, regression, or auto (regression for float labels with a
-    fractional value). Raises :class:`DataError` for anything the user has to fix.
+    fractional value). Raises :class:`DataError` for anything the user has to fix; with
+    ``drop_invalid_rows`` a row with a missing or empty text (or text pair) or a missing label
+    is dropped and counted instead.
     """
     notes: list[str] = []
     raw, where = load_raw(dataset, dataset_config, encoding, notes)
     raw = normalize_splits(raw, where, notes)
-    text_col, label_col = resolve_columns(raw, where, text_column, label_column, notes)
-    problem = resolve_problem_type(raw, label_col, problem_type, notes)
-    splits, names = validated_splits(raw, text_col, label_col, where, notes, problem)
+    columns = resolve_columns(raw, where, text_column, label_column, notes, text_pair_column)
+    dropped = None
+    if drop_invalid_rows:
+        raw, dropped = without_invalid_rows(raw, columns, where, notes)
+    problem = resolve_problem_type(raw, columns.label, problem_type, notes)
+    splits, names = validated_splits(raw, columns.text, columns.label, where, notes,
+                                     pair_col=columns.text_pair, problem_type=problem)
     stratify = problem == "classification"
     splits = _complete_splits(splits, seed, where, notes, stratify)
     splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes, stratify)
@@ -100,11 +121,13 @@ def load_task_data(
     return TaskData(
         splits=final,
         label_names=names,
-        text_column=text_col,
-        label_column=label_col,
+        text_column=columns.text,
+        label_column=columns.label,
         source=dataset,
         notes=notes,
         fingerprint=_fingerprint(final, names),
+        text_pair_column=columns.text_pair,
+        dropped=dropped,
         problem_type=problem,
     )
 
@@ -121,11 +144,18 @@ def resolve_max_length(tokenizer: Any, max_length: int | None = None) -> int:
 
 def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = None) -> DatasetDict:
     """Tokenize every split (truncated, unpadded) into input_ids, attention_mask,
-    [token_type_ids], labels and length (number of tokens)."""
+    [token_type_ids], labels and length (number of tokens).
+
+    A text pair is encoded as the tokenizer encodes pairs (``[CLS] a [SEP] b [SEP]`` for BERT,
+    token type 1 on the second segment); an over-long pair is cut longest first, a token at a
+    time from the longer text, so neither text is lost whole.
+    """
     limit = resolve_max_length(tokenizer, max_length)
+    texts = [c for c in ("text", "text_pair") if c in task.splits["train"].column_names]
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        encoded = dict(tokenizer(batch["text"], truncation=True, max_length=limit))
+        encoded = dict(tokenizer(*(batch[c] for c in texts), truncation="longest_first",
+                                 max_length=limit))
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
@@ -135,7 +165,7 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
     fingerprint = hashlib.sha256(
         f"{task.fingerprint}|{name}|{len(tokenizer)}|{limit}".encode()).hexdigest()[:16]
     tokenized = DatasetDict({
-        split: ds.map(encode, batched=True, remove_columns=["text"], desc="Tokenizing",
+        split: ds.map(encode, batched=True, remove_columns=texts, desc="Tokenizing",
                       new_fingerprint=f"{fingerprint}-{split}")
         for split, ds in task.splits.items()
     })
@@ -209,10 +239,13 @@ def _split_off(ds: Dataset, size: int, seed: int, by_class: bool = True
 
 
 def _fingerprint(splits: DatasetDict, names: list[str]) -> str:
-    """sha256 (first 16 hex digits) of the class names and every split's texts and labels."""
+    """sha256 (first 16 hex digits) of the class names and every split's texts, text pairs and
+    labels."""
     digest = hashlib.sha256(json.dumps(names).encode())
     for name in SPLITS:
         content = [name, column_values(splits[name], "text"), column_values(splits[name], "label")]
+        if "text_pair" in splits[name].column_names:  # single texts hash as they always did
+            content.append(column_values(splits[name], "text_pair"))
         digest.update(json.dumps(content, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
 

@@ -1,4 +1,5 @@
-"""Checks of a loaded dataset: which columns hold the text and the label, and every value in them.
+"""Checks of a loaded dataset: which columns hold the text (and its pair) and the label, and every
+value in them.
 
 Every problem is a :class:`~freezebench.errors.DataError` naming the file, split, row (0-based),
 column and value, and saying what to do; texts with conflicting labels are only a warning. Checks
@@ -10,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from datasets import ClassLabel, Dataset, Features, Value
@@ -29,7 +31,23 @@ LABEL_NAMES = (
     "label", "labels", "sentiment", "class", "category", "target", "y", "intent", "emotion",
     "topic", "polarity", "score",
 )
+# usual (text, text pair) column names of sentence-pair tasks, in order of preference (GLUE's
+# MRPC/RTE/STS-B/WNLI, MNLI/SNLI, QNLI, QQP, BoolQ, and generic names)
+PAIR_NAMES = (
+    ("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
+    ("question1", "question2"), ("question", "passage"), ("text_a", "text_b"),
+    ("text1", "text2"), ("sentence_a", "sentence_b"),
+)
 # fmt: on
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The source's columns read as text, label and, for a sentence-pair task, the text pair."""
+
+    text: str
+    label: str
+    text_pair: str | None = None
 
 
 def resolve_columns(
@@ -38,25 +56,65 @@ def resolve_columns(
     text_column: str | None,
     label_column: str | None,
     notes: list[str],
-) -> tuple[str, str]:
-    """The text and label column names, given or detected; each present in every split."""
+    text_pair_column: str | None = None,
+) -> Columns:
+    """The text, label and text pair columns, given or detected; each present in every split.
+
+    With no column given, a usual pair of names (:data:`PAIR_NAMES`) makes a pair task: the first
+    is the text, the second its pair. ``text_column`` given alone means single texts (no pair is
+    looked for); ``text_pair_column`` given alone finds the text as its usual partner or by the
+    usual text names.
+    """
     train = splits["train"]
-    text = _find_column(train, where, text_column, "text", TEXT_NAMES, notes)
-    label = _find_column(train, where, label_column, "label", LABEL_NAMES, notes, exclude=text)
-    if text == label:
+    text, pair = _text_columns(train, where, text_column, text_pair_column, notes)
+    label = _find_column(train, where, label_column, "label", LABEL_NAMES, notes,
+                         exclude={text, pair})
+    if label in (text, pair):
         raise DataError(
-            f"{where}: the text and label columns are both '{text}'. Pass different columns"
-            " with --text-column and --label-column."
+            f"{where}: the {'text' if label == text else 'text pair'} and label columns are both"
+            f" '{label}'. Pass different columns"
+            " with --text-column, --text-pair-column and --label-column."
         )
+    roles = [("text", text, "--text-column"), ("text pair", pair, "--text-pair-column")]
     for name, split in splits.items():
-        for role, column in (("text", text), ("label", label)):
-            if column not in split.column_names:
+        for role, column in (*((r, c) for r, c, _ in roles), ("label", label)):
+            if column is not None and column not in split.column_names:
                 raise DataError(
                     f"{where}: split '{name}' has no {role} column '{column}' (train has it)."
                     f" Available columns in '{name}': {', '.join(split.column_names)}."
                 )
-        _check_text_dtype(split, where, name, text)
-    return text, label
+        for role, column, option in roles:
+            if column is not None:
+                _check_text_dtype(split, where, name, column, role, option)
+    return Columns(text=text, label=label, text_pair=pair)
+
+
+def _text_columns(
+    train: Dataset, where: str, text_column: str | None, pair_column: str | None,
+    notes: list[str],
+) -> tuple[str, str | None]:
+    """The text column and the text pair column (``None``: single texts)."""
+    if text_column is not None and pair_column is None:
+        return _find_column(train, where, text_column, "text", TEXT_NAMES, notes), None
+    by_lower = {c.lower(): c for c in train.column_names}
+    if pair_column is None:
+        found = next(((by_lower[a], by_lower[b]) for a, b in PAIR_NAMES
+                      if a in by_lower and b in by_lower), None)
+        if found is None:
+            return _find_column(train, where, None, "text", TEXT_NAMES, notes), None
+        notes.append(f"Sentence pairs: columns '{found[0]}' and '{found[1]}' found by name,"
+                     " tokenized as pairs (give --text-column alone for single texts).")
+        return found
+    pair = _find_column(train, where, pair_column, "text-pair", (), notes)
+    partners = [a for a, b in PAIR_NAMES if b == pair.lower() and a in by_lower]
+    usual = (*partners, *TEXT_NAMES)
+    text = _find_column(train, where, text_column, "text", usual, notes, exclude={pair})
+    if text == pair:
+        raise DataError(
+            f"{where}: the text and text pair columns are both '{text}'. Pass two different"
+            " columns with --text-column and --text-pair-column."
+        )
+    return text, pair
 
 
 def _find_column(
@@ -66,7 +124,7 @@ def _find_column(
     role: str,
     usual: Sequence[str],
     notes: list[str],
-    exclude: str | None = None,
+    exclude: Collection[str | None] = (),
 ) -> str:
     columns = split.column_names
     by_lower = {c.lower(): c for c in columns}
@@ -79,36 +137,40 @@ def _find_column(
             f" Pass an existing column with --{role}-column."
         )
     for name in usual:
-        if name in by_lower and by_lower[name] != exclude:
+        if name in by_lower and by_lower[name] not in exclude:
             return by_lower[name]
     fallback = _only_column_of_kind(split, role, exclude)
     if fallback is not None:
         notes.append(f"{role.capitalize()} column '{fallback}' chosen as the only {role}-like one.")
         return fallback
-    hint = did_you_mean(usual[0], [c for c in columns if c != exclude])
+    hint = did_you_mean(usual[0], [c for c in columns if c not in exclude])
     raise DataError(
         f"{where}: no {role} column found. None of its columns ({', '.join(columns)}) has a"
         f" usual {role} name ({', '.join(usual)}).{hint} Name the column with --{role}-column."
     )
 
 
-def _only_column_of_kind(split: Dataset, role: str, exclude: str | None) -> str | None:
+def _only_column_of_kind(
+    split: Dataset, role: str, exclude: Collection[str | None]
+) -> str | None:
     """The single string column (text) or single ClassLabel column (label), if exactly one."""
     wanted = (
         (lambda f: isinstance(f, Value) and f.dtype in ("string", "large_string"))
         if role == "text"
         else (lambda f: isinstance(f, ClassLabel))
     )
-    matches = [c for c, f in split.features.items() if c != exclude and wanted(f)]
+    matches = [c for c, f in split.features.items() if c not in exclude and wanted(f)]
     return matches[0] if len(matches) == 1 else None
 
 
-def _check_text_dtype(split: Dataset, where: str, name: str, column: str) -> None:
+def _check_text_dtype(
+    split: Dataset, where: str, name: str, column: str, role: str, option: str
+) -> None:
     feature = split.features[column]
     if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
         raise DataError(
-            f"{where}, split '{name}': text column '{column}' holds {_describe(feature)} values,"
-            " not text. Choose the column that holds the text with --text-column."
+            f"{where}, split '{name}': {role} column '{column}' holds {_describe(feature)}"
+            f" values, not text. Choose the column that holds the {role} with {option}."
         )
 
 
@@ -127,11 +189,15 @@ def column_values(split: Dataset, column: str) -> list:
 
 def validated_splits(
     raw: dict[str, Dataset], text_col: str, label_col: str, where: str, notes: list[str],
+    pair_col: str | None = None,
     problem_type: str = "classification",
 ) -> tuple[dict[str, Dataset], list[str]]:
-    """Check every text and label; return splits with columns text and label (class ids, or
-    float scores for ``problem_type`` regression, whose one name is ``score``)."""
+    """Check every text, text pair and label; return splits with columns text, [text_pair] and
+    label (class ids, or float scores for ``problem_type`` regression, whose one name is
+    ``score``)."""
     texts = {name: _texts(split, text_col, where, name) for name, split in raw.items()}
+    pairs = {name: _texts(split, pair_col, where, name, "text pair", "--text-pair-column")
+             for name, split in raw.items()} if pair_col else {}
     labels = {name: column_values(split, label_col) for name, split in raw.items()}
     _drop_unlabelled_eval_splits(labels, texts, notes)
     features = {name: raw[name].features[label_col] for name in labels}
@@ -140,22 +206,33 @@ def validated_splits(
         label_feature = Value("float32")
     else:
         _check_train_classes(ids["train"], names, where, label_col)
-        _warn_conflicting_duplicates(texts["train"], ids["train"], names)
+        examples = ({n: list(zip(t, pairs[n], strict=True)) for n, t in texts.items()}
+                    if pairs else texts)
+        _warn_conflicting_duplicates(examples["train"], ids["train"], names)
         label_feature = ClassLabel(names=names)
-    schema = Features({"text": Value("string"), "label": label_feature})
+    pair_schema = {"text_pair": Value("string")} if pairs else {}
+    schema = Features({"text": Value("string"), **pair_schema, "label": label_feature})
     splits = {
-        name: Dataset.from_dict({"text": texts[name], "label": ids[name]}, features=schema)
+        name: Dataset.from_dict(
+            {"text": texts[name], **({"text_pair": pairs[name]} if pairs else {}),
+             "label": ids[name]}, features=schema)
         for name in labels
     }
     return splits, names
 
 
-def _texts(split: Dataset, column: str, where: str, name: str) -> list[str]:
-    """The texts of one split; an empty, blank or missing text is an error."""
+def _texts(
+    split: Dataset, column: str, where: str, name: str, role: str = "text",
+    option: str = "--text-column",
+) -> list[str]:
+    """The texts (or text pairs) of one split; an empty, blank or missing one is an error."""
     texts = column_values(split, column)
-    fix = "Remove or fill these rows, or pick another column with --text-column."
-    _raise_first_bad(texts, lambda t: t is None, where, name, column, "the text is missing", fix)
-    _raise_first_bad(texts, lambda t: not t.strip(), where, name, column, "the text is empty", fix)
+    fix = (f"Remove or fill these rows, drop them with --drop-invalid-rows, or pick another"
+           f" column with {option}.")
+    _raise_first_bad(texts, lambda t: t is None, where, name, column, f"the {role} is missing",
+                     fix)
+    _raise_first_bad(texts, lambda t: not t.strip(), where, name, column, f"the {role} is empty",
+                     fix)
     return texts
 
 
@@ -174,9 +251,14 @@ def _drop_unlabelled_eval_splits(
 ) -> None:
     """Drop a validation/test split whose labels are all hidden (None or -1, as in GLUE)."""
     for name in ("validation", "test"):
-        if name in labels and all(v is None or v == -1 for v in labels[name]):
+        if name in labels and labels_hidden(labels[name]):
             notes.append(f"Split '{name}' has no labels (all missing or -1): carved from train.")
             del labels[name], texts[name]
+
+
+def labels_hidden(values: list) -> bool:
+    """Whether a split's labels are all hidden (None or -1, as in GLUE's test splits)."""
+    return all(v is None or v == -1 for v in values)
 
 
 def resolve_problem_type(
@@ -309,7 +391,8 @@ def _as_class(value: Any) -> Any:
     return int(value) if isinstance(value, float) else value
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """A missing label: None, NaN or a blank string."""
     return (
         value is None
         or (isinstance(value, float) and math.isnan(value))
@@ -317,7 +400,8 @@ def _is_missing(value: Any) -> bool:
     )
 
 
-_MISSING = (_is_missing, "the label is missing", "Give every row a label, or remove such rows.")
+_MISSING = (is_missing, "the label is missing",
+            "Give every row a label, remove such rows, or drop them with --drop-invalid-rows.")
 _NEGATIVE = (
     lambda v: v < 0,
     "the label is negative",
@@ -364,9 +448,11 @@ def _check_train_classes(ids: list[int], names: list[str], where: str, column: s
         )
 
 
-def _warn_conflicting_duplicates(texts: list[str], ids: list[int], names: list[str]) -> None:
-    """Log (not raise) texts that occur in train with more than one label."""
-    seen: dict[str, dict[int, int]] = defaultdict(dict)
+def _warn_conflicting_duplicates(
+    texts: Sequence[Hashable], ids: list[int], names: list[str]
+) -> None:
+    """Log (not raise) texts (or text pairs) that occur in train with more than one label."""
+    seen: dict[Hashable, dict[int, int]] = defaultdict(dict)
     for row, (text, label) in enumerate(zip(texts, ids, strict=True)):
         seen[text].setdefault(label, row)
     conflicts = [(text, rows) for text, rows in seen.items() if len(rows) > 1]

@@ -42,7 +42,8 @@ def setup_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
     return [
         f"- **Model**: {md_escape(study.model)}",
         f"- **Dataset**: {md_escape(study.dataset)} (examples per split: {split}; "
-        f"training examples used: {_values(done, 'config', 'max_train_samples', none='all')})",
+        f"training examples used: {_values(done, 'config', 'max_train_samples', none='all')})"
+        f"{_pairs_and_dropped(done)}",
         f"- **Recipe**: {_values(done, 'config', 'num_train_epochs')} epoch(s), batch size "
         f"{_values(done, 'config', 'per_device_train_batch_size')}, weight decay "
         f"{_values(done, 'config', 'weight_decay')}, warmup ratio "
@@ -60,6 +61,23 @@ def setup_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
         f"datasets {_values(done, 'env', 'datasets')}, Python {_values(done, 'env', 'python')}; "
         f"commit {_values(done, 'env', 'git_commit')}",
     ]
+
+
+def _pairs_and_dropped(done: list[dict[str, Any]]) -> str:
+    """The Dataset line's tail: the text pair column of a sentence-pair task, and the invalid
+    rows ``--drop-invalid-rows`` dropped, per split and reason."""
+    data = (done[0].get("data") or {}) if done else {}
+    tail = ""
+    if data.get("text_pair_column"):
+        tail += (f"; sentence pairs: '{md_escape(data['text_column'])}' with "
+                 f"'{md_escape(data['text_pair_column'])}'")
+    dropped = data.get("dropped")
+    if dropped is not None:
+        each = "; ".join(f"{split} {integer_text(sum(reasons.values()))} ("
+                         + ", ".join(f"{integer_text(n)} {r}" for r, n in reasons.items()) + ")"
+                         for split, reasons in dropped.items())
+        tail += f"; invalid rows dropped: {each or 'none'}"
+    return tail
 
 
 def method_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:

@@ -72,6 +72,7 @@ _OFFLINE_DATASET_FOLDER = Path("shared", "assets", "datasets", "rotten_tomatoes"
 _STUDY_OWNED = {
     "model": "model/models", "dataset": "dataset", "dataset_config": "dataset_config",
     "text_column": "text_column", "label_column": "label_column", "encoding": "encoding",
+    "text_pair_column": "text_pair_column", "drop_invalid_rows": "drop_invalid_rows",
     "strategy": "strategies", "strategy_params": "strategies[].params",
     "learning_rate": "learning_rates", "seed": "seeds", "output_dir": "output_dir",
     "run_group": "name",
@@ -130,6 +131,8 @@ class StudyConfig(BaseModel):
     text_column: str | None = None
     label_column: str | None = None
     encoding: str | None = None
+    text_pair_column: str | None = None
+    drop_invalid_rows: bool = False
     recipe: dict[str, Any] = Field(default_factory=dict)
     seeds: list[StrictInt] | StrictInt = 3
     learning_rates: list[PositiveFloat] = Field(default_factory=lambda: [2e-5], min_length=1)
@@ -254,7 +257,8 @@ def expand(study: StudyConfig) -> list[RunConfig]:
     study = resolve_aliases(study)
     shared = {"dataset": study.dataset, "dataset_config": study.dataset_config,
               "text_column": study.text_column, "label_column": study.label_column,
-              "encoding": study.encoding, "output_dir": study.output_dir,
+              "encoding": study.encoding, "text_pair_column": study.text_pair_column,
+              "drop_invalid_rows": study.drop_invalid_rows, "output_dir": study.output_dir,
               "run_group": study.name, **study.recipe}  # the trackers group runs by study
     configs: dict[str, RunConfig] = {}
     for model, seed in itertools.product(study.model_list(), study.seed_list()):
