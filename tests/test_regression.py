@@ -33,17 +33,20 @@ from freezebench.study.sweep import run_sweep
 from .conftest import NEGATIVE, POSITIVE
 
 
-def write_scores_folder(folder: Path) -> Path:
+def write_scores_folder(folder: Path, pairs: bool = False) -> Path:
     """CSV splits of the conftest sentences with a similarity-like score in [0, 5]: positive
-    sentences high, negative low, every row its own fractional value (seeded)."""
+    sentences high, negative low, every row its own fractional value (seeded). ``pairs``: as
+    STS-B, sentence1 and sentence2 (the second a positive sentence)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, repeat in (("train", 4), ("validation", 1), ("test", 1)):
         texts = (POSITIVE + NEGATIVE) * repeat
         base = ([4.0] * len(POSITIVE) + [1.0] * len(NEGATIVE)) * repeat
         scores = np.round(np.array(base) + rng.uniform(-1, 1, len(base)), 2)
-        pd.DataFrame({"sentence": texts, "score": scores}).to_csv(folder / f"{split}.csv",
-                                                                  index=False)
+        columns = ({"sentence1": texts, "sentence2": [POSITIVE[i % len(POSITIVE)]
+                                                       for i in range(len(texts))]}
+                   if pairs else {"sentence": texts})
+        pd.DataFrame({**columns, "score": scores}).to_csv(folder / f"{split}.csv", index=False)
     return folder
 
 
@@ -56,8 +59,9 @@ def freezebench(*args: str) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_float_scores_run_as_a_regression_through_the_cli(tiny_model_dirs, tmp_path):
-    data = write_scores_folder(tmp_path / "sts")
+@pytest.mark.parametrize("pairs", [False, True], ids=["single", "pairs"])
+def test_float_scores_run_as_a_regression_through_the_cli(tiny_model_dirs, tmp_path, pairs):
+    data = write_scores_folder(tmp_path / "sts", pairs=pairs)
     out = tmp_path / "out"
     result = freezebench("run", "--model", tiny_model_dirs["bert"], "--dataset", str(data),
                          "--learning-rate", "1e-3", "--num-train-epochs", "2",
@@ -70,6 +74,7 @@ def test_float_scores_run_as_a_regression_through_the_cli(tiny_model_dirs, tmp_p
     assert record["data"]["problem_type"] == "regression"
     assert (record["data"]["num_labels"], record["data"]["label_names"]) == (1, ["score"])
     assert record["data"]["label_counts"] is None
+    assert record["data"]["text_pair_column"] == ("sentence2" if pairs else None)
     test = record["metrics"]["test"]
     assert test["accuracy"] is None and test["f1"] is None and test["pearson"] is not None
     assert test["loss"] == pytest.approx(test["mse"], rel=1e-5)  # the loss is the MSE
@@ -80,7 +85,9 @@ def test_float_scores_run_as_a_regression_through_the_cli(tiny_model_dirs, tmp_p
     tokenizer = AutoTokenizer.from_pretrained(record["saved_model"])
     frame = pd.read_csv(data / "test.csv")
     with torch.no_grad():
-        batch = tokenizer(list(frame["sentence"]), padding=True, return_tensors="pt")
+        texts = ([list(frame["sentence1"]), list(frame["sentence2"])] if pairs
+                 else [list(frame["sentence"])])
+        batch = tokenizer(*texts, padding=True, return_tensors="pt")
         predictions = model(**batch).logits.squeeze(-1).numpy().astype(np.float64)
     scores = frame["score"].to_numpy(dtype=np.float32).astype(np.float64)
     assert test["pearson"] == pytest.approx(stats.pearsonr(predictions, scores)[0], abs=1e-4)
