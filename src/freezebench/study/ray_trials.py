@@ -70,7 +70,7 @@ def run_trial(params: dict[str, Any]) -> None:
 
 
 # Tune sees validation only: a scheduler or searcher a user plugs in must never pick on test
-_REPORTED = ("f1_macro", "accuracy", "f1", "loss")
+_REPORTED = ("f1_macro", "accuracy", "f1", "loss", "pearson", "spearman", "mse")
 
 
 def _report_evaluation(point: HistoryEntry) -> None:
