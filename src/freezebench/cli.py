@@ -338,8 +338,9 @@ def report(
     output_dir: Annotated[Path | None, typer.Option(
         help="Where report.md/html go (default: results_dir).")] = None,
     metric: Annotated[str | None, typer.Option(
-        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
-             "study's, else f1_macro).")] = None,
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall | pearson | "
+             "spearman (default: the study's, else f1_macro, or pearson for "
+             "regressions).")] = None,
     cost_view: Annotated[str, typer.Option(
         help="Cost the answers use: standalone (one run from scratch) | study (cache builds "
              "shared).")] = "standalone",
@@ -380,8 +381,9 @@ def plot(
     cost: Annotated[str, typer.Option(
         help="pareto only: the cost on the x axis: time | flops | memory.")] = "time",
     metric: Annotated[str | None, typer.Option(
-        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
-             "study's, else f1_macro).")] = None,
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall | pearson | "
+             "spearman (default: the study's, else f1_macro, or pearson for "
+             "regressions).")] = None,
     cost_view: Annotated[str, typer.Option(
         help="standalone (one run from scratch) | study (cache builds shared).")] = "standalone",
     tolerance_points: Annotated[float, typer.Option(

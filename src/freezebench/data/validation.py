@@ -267,6 +267,9 @@ def resolve_problem_type(
     """``classification`` or ``regression``: as given, or (``auto``) regression where the label
     column holds floats with a fractional value in some split (a whole-number float column, as
     a CSV integer column with gaps reads, stays classes)."""
+    if problem_type == "regression":
+        notes.append(f"Regression (asked for): label column '{column}' read as scores; one "
+                     "output, MSE loss, Pearson, Spearman and MSE.")
     if problem_type != "auto":
         return problem_type
     if _kind_of(raw["train"].features[column]) != "float":
