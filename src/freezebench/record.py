@@ -106,8 +106,7 @@ class ParamsSummary(_Block):
 
 
 class SplitMetrics(_Block):
-    """Task metrics on one split: a classification's (0-1 scale), or a regression's (pearson,
-    spearman, mse; the classification ones then null)."""
+    """Task metrics on one split: a classifier's (0-1 scale) or a regression's (the others null)."""
 
     accuracy: float | None = Field(description="share of examples classified correctly")
     f1: float | None = Field(description="binary: F1 of class 1; more classes: macro-F1")
