@@ -18,7 +18,7 @@ from rich.table import Table
 from freezebench.cli_options import with_config_options
 from freezebench.config import RunConfig
 from freezebench.errors import FreezebenchError
-from freezebench.record import RunRecord
+from freezebench.record import RunRecord, SplitMetrics
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what freezing transformer layers costs and saves.")
@@ -138,6 +138,18 @@ def _print_saved_record(config: RunConfig, *, since: str, file: TextIO) -> None:
         print(json.dumps(record.to_json(), indent=2), file=file)
 
 
+def _split_rows(split: str, metrics: SplitMetrics) -> list[tuple[str, str]]:
+    """A split's headline metrics: F1 and accuracy, or a regression's Pearson/Spearman and MSE."""
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    if metrics.mse is not None:
+        return [(f"{split} Pearson / Spearman", f"{shown(metrics.pearson)} / "
+                                                f"{shown(metrics.spearman)}"),
+                (f"{split} MSE", shown(metrics.mse))]
+    return [(f"{split} F1 / accuracy", f"{shown(metrics.f1)} / {shown(metrics.accuracy)}")]
+
+
 def _print_run(record: RunRecord) -> None:
     from freezebench.results import record_path
 
@@ -150,8 +162,7 @@ def _print_run(record: RunRecord) -> None:
     rows = [
         ("strategy", record.strategy_label),
         ("trainable params", f"{params.trainable:,} ({params.trainable_percent:.2f}%)"),
-        ("validation F1 / accuracy", f"{val.f1:.4f} / {val.accuracy:.4f}"),
-        ("test F1 / accuracy", f"{test.f1:.4f} / {test.accuracy:.4f}"),
+        *(_split_rows("validation", val) + _split_rows("test", test)),
         ("test loss", f"{test.loss:.4f}"),
         ("training time", f"{eff.train_seconds:.1f} s"),
         ("prefix cache build", f"{eff.cache_build_seconds:.1f} s"),
@@ -327,8 +338,9 @@ def report(
     output_dir: Annotated[Path | None, typer.Option(
         help="Where report.md/html go (default: results_dir).")] = None,
     metric: Annotated[str | None, typer.Option(
-        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
-             "study's, else f1_macro).")] = None,
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall | pearson | "
+             "spearman (default: the study's, else f1_macro, or pearson for "
+             "regressions).")] = None,
     cost_view: Annotated[str, typer.Option(
         help="Cost the answers use: standalone (one run from scratch) | study (cache builds "
              "shared).")] = "standalone",
@@ -369,8 +381,9 @@ def plot(
     cost: Annotated[str, typer.Option(
         help="pareto only: the cost on the x axis: time | flops | memory.")] = "time",
     metric: Annotated[str | None, typer.Option(
-        help="Decision metric: accuracy | f1 | f1_macro | precision | recall (default: the "
-             "study's, else f1_macro).")] = None,
+        help="Decision metric: accuracy | f1 | f1_macro | precision | recall | pearson | "
+             "spearman (default: the study's, else f1_macro, or pearson for "
+             "regressions).")] = None,
     cost_view: Annotated[str, typer.Option(
         help="standalone (one run from scratch) | study (cache builds shared).")] = "standalone",
     tolerance_points: Annotated[float, typer.Option(

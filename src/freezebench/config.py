@@ -24,7 +24,10 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DropoutMasks = Literal["auto", "torch", "numpy"]
 SchedulerType = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 SelectCheckpoint = Literal["last", "best"]
-BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "loss"]
+BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "pearson", "spearman",
+                     "mse", "loss"]
+# transformers' config.problem_type names; auto: regression for a float label with a fraction
+ProblemType = Literal["auto", "classification", "regression"]
 SaveFormat = Literal["pretrained", "delta"]
 ReportTo = Literal["none", "tensorboard", "mlflow", "wandb", "all"]
 
@@ -57,6 +60,9 @@ class RunConfig(BaseModel):
                           "premise/hypothesis; --text-column given alone means single texts).")
     label_column: str | None = Field(None, description="Label column (default: found by common "
                                                        "names).")
+    problem_type: ProblemType = Field(
+        "auto", description="regression: one output, MSE loss, Pearson/Spearman/MSE (auto: when "
+                            "the label column holds floats with a fractional value).")
     encoding: str | None = Field(None, description="Text encoding of csv/json files.")
     drop_invalid_rows: bool = Field(False, description="Drop rows with a missing or empty text "
                                                        "or a missing label, counted in the "
@@ -112,8 +118,8 @@ class RunConfig(BaseModel):
         "last", description="Report the model at the last evaluation, or at the best one on "
                             "validation (as load_best_model_at_end).")
     metric_for_best_model: BestMetric = Field(
-        "f1_macro", description="Validation metric that picks the best evaluation (loss: lowest "
-                                "wins).")
+        "f1_macro", description="Validation metric that picks the best evaluation (loss, mse: "
+                                "lowest wins; pearson, spearman, mse: regression only).")
     precision: Precision = Field("auto", description="auto: bf16 where the hardware has it "
                                                      "natively, else fp32.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N.")

@@ -46,6 +46,7 @@ from freezebench.engine.training import (
     RateOf,
     Recipe,
     TrainOutcome,
+    check_best_metric,
     show_progress,
     train,
     warm_up,
@@ -63,7 +64,7 @@ from freezebench.measure.flops import (
     unit_costs,
 )
 from freezebench.measure.memory import PeakMemory, memory_use
-from freezebench.measure.quality import classification_metrics
+from freezebench.measure.quality import classification_metrics, regression_metrics
 from freezebench.model.dropout import resolve_dropout_masks, use_numpy_dropout
 from freezebench.model.layer_map import LayerMap, count_parameters
 from freezebench.model.loading import (
@@ -179,7 +180,9 @@ def prepare(config: RunConfig) -> Prepared:
         label_column=config.label_column, encoding=config.encoding, seed=config.data_seed,
         max_train_samples=config.max_train_samples, max_eval_samples=config.max_eval_samples,
         text_pair_column=config.text_pair_column, drop_invalid_rows=config.drop_invalid_rows,
+        problem_type=config.problem_type,
     )
+    check_best_metric(config.select_checkpoint, config.metric_for_best_model, task.problem_type)
     tokenizer = load_tokenizer(config.model, revision=config.revision,
                                trust_remote_code=config.trust_remote_code)
     model = load_model(config.model, num_labels=task.num_labels, label_names=task.label_names,
@@ -383,8 +386,11 @@ def _evaluate(context: RunContext, prepared: Prepared, staged: StagedForward, sp
             f"Evaluation on the {split} split gave a non-finite loss ({result.loss}): the model's "
             "outputs are not finite. Lower the learning rate or use fp32, and check the model's "
             "weights for NaN or infinite values.")
-    metrics = classification_metrics(result.logits, result.labels, prepared.task.label_names,
-                                     result.loss)
+    if prepared.task.regression:
+        metrics = regression_metrics(result.logits, result.labels, result.loss)
+    else:
+        metrics = classification_metrics(result.logits, result.labels,
+                                         prepared.task.label_names, result.loss)
     return metrics, result.seconds
 
 
@@ -405,8 +411,9 @@ def _data_summary(prepared: Prepared) -> DataSummary:
     return DataSummary(
         source=task.source, text_column=task.text_column, label_column=task.label_column,
         label_names=task.label_names, num_labels=task.num_labels,
+        problem_type=task.problem_type,
         sizes={s: len(task.splits[s]) for s in SPLITS},
-        label_counts={s: _label_counts(task, s) for s in SPLITS},
+        label_counts=None if task.regression else {s: _label_counts(task, s) for s in SPLITS},
         train_tokens=int(prepared.inputs["train"].lengths.sum()),
         max_length=prepared.max_length, fingerprint=task.fingerprint, notes=task.notes,
         text_pair_column=task.text_pair_column, dropped=task.dropped,

@@ -58,8 +58,12 @@ class DataSummary(_Block):
     source: str = Field(description="hub id or local path the data came from")
     text_column: str = Field(description="the source's column read as text")
     label_column: str = Field(description="the source's column read as label")
-    label_names: list[str] = Field(description="class names; class id i is label_names[i]")
-    num_labels: int = Field(description="number of classes")
+    label_names: list[str] = Field(description="class names; class id i is label_names[i] "
+                                               "(regression: [\"score\"])")
+    num_labels: int = Field(description="number of classes (regression: 1, the one output)")
+    problem_type: str | None = Field(None, description="classification | regression (null in "
+                                                       "records before it was recorded: "
+                                                       "classification)")
     sizes: dict[str, int] = Field(description="examples per split (train, validation, test)")
     train_tokens: int = Field(description="real (non-padding) tokens of the training split")
     max_length: int = Field(description="longest tokenized example over the three splits")
@@ -102,22 +106,28 @@ class ParamsSummary(_Block):
 
 
 class SplitMetrics(_Block):
-    """Classification metrics on one split (0-1 scale)."""
+    """Task metrics on one split: a classifier's (0-1 scale) or a regression's (the others null)."""
 
-    accuracy: float = Field(description="share of examples classified correctly")
-    f1: float = Field(description="binary: F1 of class 1; more classes: macro-F1")
-    f1_macro: float = Field(description="mean of the per-class F1")
-    precision: float = Field(description="binary: of class 1; more classes: macro")
-    recall: float = Field(description="binary: of class 1; more classes: macro")
-    loss: float = Field(description="mean cross-entropy")
-    per_class_f1: dict[str, float] = Field(description="F1 of each class, by class name")
+    accuracy: float | None = Field(description="share of examples classified correctly")
+    f1: float | None = Field(description="binary: F1 of class 1; more classes: macro-F1")
+    f1_macro: float | None = Field(description="mean of the per-class F1")
+    precision: float | None = Field(description="binary: of class 1; more classes: macro")
+    recall: float | None = Field(description="binary: of class 1; more classes: macro")
+    loss: float = Field(description="mean cross-entropy (regression: mean squared error)")
+    per_class_f1: dict[str, float] | None = Field(description="F1 of each class, by class name")
     samples: int = Field(description="examples scored")
     predicted: dict[str, int] | None = Field(None, description="examples predicted as each "
                                                                "class, by class name")
     collapsed: bool | None = Field(
         None, description="the predictions use fewer classes than the labels do, or put over "
                           f"{COLLAPSE_SHARE:.0%} of the examples in one class where the labels "
-                          "do not")
+                          "do not (regression: every prediction is the same value)")
+    pearson: float | None = Field(None, description="regression: Pearson's r of predictions and "
+                                                    "scores (null when the predictions are "
+                                                    "constant)")
+    spearman: float | None = Field(None, description="regression: Spearman's rank correlation "
+                                                     "(null when the predictions are constant)")
+    mse: float | None = Field(None, description="regression: mean squared error")
 
 
 class Metrics(_Block):
@@ -295,10 +305,14 @@ class RunRecord(_Block):
         return self.model_dump(mode="json")
 
     def summary_line(self) -> str:
-        """``<id>  <status>  test F1 <f1>  train <seconds> s`` (and a failed run's error)."""
-        f1 = f"{self.metrics.test.f1:.4f}" if self.metrics else "-"
+        """``<id>  <status>  test F1 <f1>  train <seconds> s`` (a regression: test Pearson; and a
+        failed run's error)."""
+        name, value = "F1", self.metrics.test.f1 if self.metrics else None
+        if self.metrics and self.metrics.test.mse is not None:
+            name, value = "Pearson", self.metrics.test.pearson
+        shown = f"{value:.4f}" if value is not None else "-"
         seconds = f"{self.efficiency.train_seconds:.1f} s" if self.efficiency else "-"
-        line = f"{self.id}  {self.status.value}  test F1 {f1}  train {seconds}"
+        line = f"{self.id}  {self.status.value}  test {name} {shown}  train {seconds}"
         if self.error:
             first = self.error.message.splitlines()[0] if self.error.message else ""
             line += f"  ({self.error.type}: {first})"

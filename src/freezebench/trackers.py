@@ -25,7 +25,7 @@ from freezebench.config import RunConfig
 from freezebench.errors import ConfigError
 from freezebench.record import HistoryEntry, RunRecord, Status
 
-METRICS = ("accuracy", "f1", "f1_macro", "loss")
+METRICS = ("accuracy", "f1", "f1_macro", "loss", "pearson", "spearman", "mse")  # None: not logged
 # tracker -> (module it needs, the freezebench extra that installs it)
 LIBRARIES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
              "wandb": ("wandb", "wandb")}

@@ -29,6 +29,7 @@ from freezebench.data.validation import (
     class_warnings,
     column_values,
     resolve_columns,
+    resolve_problem_type,
     validated_splits,
 )
 from freezebench.errors import DataError
@@ -42,8 +43,8 @@ _SENTINEL_MAX_LENGTH = 1_000_000
 
 @dataclass
 class TaskData:
-    """A validated classification task: three splits with columns ``text``, [``text_pair``] and
-    ``label``."""
+    """A validated task: three splits with columns ``text``, [``text_pair``] and ``label`` (a
+    class id, or a float score for regression, whose ``label_names`` is ``["score"]``)."""
 
     splits: DatasetDict
     label_names: list[str]
@@ -55,6 +56,11 @@ class TaskData:
     text_pair_column: str | None = None  # None: single texts
     # rows dropped per split and reason (None: not asked to drop; {}: none were invalid)
     dropped: dict[str, dict[str, int]] | None = None
+    problem_type: str = "classification"  # or regression
+
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == "regression"
 
     @property
     def num_labels(self) -> int:
@@ -85,13 +91,16 @@ def load_task_data(
     max_eval_samples: int | None = None,
     text_pair_column: str | None = None,
     drop_invalid_rows: bool = False,
+    problem_type: str = "auto",
 ) -> TaskData:
     """Load ``dataset`` (hub id, folder or file), validate it and return a :class:`TaskData`.
 
     Missing validation/test splits are carved (stratified, seeded) from train; the
-    ``max_*_samples`` limits take stratified, seeded subsets. Raises :class:`DataError` for
-    anything the user has to fix; with ``drop_invalid_rows`` a row with a missing or empty text
-    (or text pair) or a missing label is dropped and counted instead.
+    ``max_*_samples`` limits take stratified, seeded subsets (random for a regression).
+    ``problem_type``: classification, regression, or auto (regression for float labels with a
+    fractional value). Raises :class:`DataError` for anything the user has to fix; with
+    ``drop_invalid_rows`` a row with a missing or empty text (or text pair) or a missing label
+    is dropped and counted instead.
     """
     notes: list[str] = []
     raw, where = load_raw(dataset, dataset_config, encoding, notes)
@@ -100,12 +109,15 @@ def load_task_data(
     dropped = None
     if drop_invalid_rows:
         raw, dropped = without_invalid_rows(raw, columns, where, notes)
+    problem = resolve_problem_type(raw, columns.label, problem_type, notes)
     splits, names = validated_splits(raw, columns.text, columns.label, where, notes,
-                                     pair_col=columns.text_pair)
-    splits = _complete_splits(splits, seed, where, notes)
-    splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes)
+                                     pair_col=columns.text_pair, problem_type=problem)
+    stratify = problem == "classification"
+    splits = _complete_splits(splits, seed, where, notes, stratify)
+    splits = _limit_samples(splits, seed, max_train_samples, max_eval_samples, notes, stratify)
     final = DatasetDict({name: splits[name] for name in SPLITS})
-    notes += class_warnings({name: final[name]["label"] for name in SPLITS}, names)
+    if stratify:  # a regression has no classes to warn of
+        notes += class_warnings({name: final[name]["label"] for name in SPLITS}, names)
     return TaskData(
         splits=final,
         label_names=names,
@@ -116,6 +128,7 @@ def load_task_data(
         fingerprint=_fingerprint(final, names),
         text_pair_column=columns.text_pair,
         dropped=dropped,
+        problem_type=problem,
     )
 
 
@@ -157,7 +170,8 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
         for split, ds in task.splits.items()
     })
     tokenized = tokenized.rename_column("label", "labels")
-    return tokenized.cast_column("labels", Value("int64"))
+    # the dtypes the losses take: class ids for cross-entropy, float32 scores for MSE
+    return tokenized.cast_column("labels", Value("float32" if task.regression else "int64"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +179,7 @@ def tokenize_splits(task: TaskData, tokenizer: Any, max_length: int | None = Non
 
 
 def _complete_splits(
-    splits: dict[str, Dataset], seed: int, where: str, notes: list[str]
+    splits: dict[str, Dataset], seed: int, where: str, notes: list[str], stratify: bool = True
 ) -> dict[str, Dataset]:
     """Carve a missing validation and then a missing test split from train."""
     missing = [name for name in ("validation", "test") if name not in splits]
@@ -177,7 +191,7 @@ def _complete_splits(
             " these splits, or more training data."
         )
     for name in missing:
-        splits["train"], splits[name], how = _split_off(splits["train"], size, seed)
+        splits["train"], splits[name], how = _split_off(splits["train"], size, seed, stratify)
         notes.append(
             f"No {name} split: carved a {how} {CARVE_FRACTION:.0%} of train"
             f" ({size} rows, seed {seed})."
@@ -191,30 +205,36 @@ def _limit_samples(
     max_train: int | None,
     max_eval: int | None,
     notes: list[str],
+    stratify: bool = True,
 ) -> dict[str, Dataset]:
-    """Stratified, seeded subsets: ``max_train`` for train, ``max_eval`` for validation and test."""
+    """Seeded subsets, stratified by class where ``stratify``: ``max_train`` for train,
+    ``max_eval`` for validation and test."""
     for name in SPLITS:
         limit = max_train if name == "train" else max_eval
         if limit is None or limit >= len(splits[name]):
             continue
         before = len(splits[name])
-        _, splits[name], how = _split_off(splits[name], limit, seed)
+        _, splits[name], how = _split_off(splits[name], limit, seed, stratify)
         notes.append(f"Subsampled {name} to {limit} of {before} rows ({how}, seed {seed}).")
     return splits
 
 
-def _split_off(ds: Dataset, size: int, seed: int) -> tuple[Dataset, Dataset, str]:
-    """Split ``size`` rows off ``ds``: (rest, taken, how), stratified by label where possible.
+def _split_off(ds: Dataset, size: int, seed: int, by_class: bool = True
+               ) -> tuple[Dataset, Dataset, str]:
+    """Split ``size`` rows off ``ds``: (rest, taken, how), stratified by label where
+    ``by_class`` and possible (a regression's scores are no classes: random).
 
     Both parts keep the rows' original order.
     """
     labels = column_values(ds, "label")
     counts = Counter(labels)
-    stratify = min(counts.values()) >= 2 and min(size, len(ds) - size) >= len(counts)
+    stratify = (by_class and min(counts.values()) >= 2
+                and min(size, len(ds) - size) >= len(counts))
     rest, taken = train_test_split(
         range(len(ds)), test_size=size, random_state=seed, stratify=labels if stratify else None
     )
-    how = "stratified" if stratify else "random (too few rows per class to stratify)"
+    how = ("stratified" if stratify else "random (too few rows per class to stratify)"
+           if by_class else "random")
     return ds.select(sorted(rest)), ds.select(sorted(taken)), how
 
 

@@ -29,7 +29,7 @@ TEXT_NAMES = (
 )
 LABEL_NAMES = (
     "label", "labels", "sentiment", "class", "category", "target", "y", "intent", "emotion",
-    "topic", "polarity",
+    "topic", "polarity", "score",
 )
 # usual (text, text pair) column names of sentence-pair tasks, in order of preference (GLUE's
 # MRPC/RTE/STS-B/WNLI, MNLI/SNLI, QNLI, QQP, BoolQ, and generic names)
@@ -190,22 +190,28 @@ def column_values(split: Dataset, column: str) -> list:
 def validated_splits(
     raw: dict[str, Dataset], text_col: str, label_col: str, where: str, notes: list[str],
     pair_col: str | None = None,
+    problem_type: str = "classification",
 ) -> tuple[dict[str, Dataset], list[str]]:
     """Check every text, text pair and label; return splits with columns text, [text_pair] and
-    label (class ids)."""
+    label (class ids, or float scores for ``problem_type`` regression, whose one name is
+    ``score``)."""
     texts = {name: _texts(split, text_col, where, name) for name, split in raw.items()}
     pairs = {name: _texts(split, pair_col, where, name, "text pair", "--text-pair-column")
              for name, split in raw.items()} if pair_col else {}
     labels = {name: column_values(split, label_col) for name, split in raw.items()}
     _drop_unlabelled_eval_splits(labels, texts, notes)
     features = {name: raw[name].features[label_col] for name in labels}
-    ids, names = _encode_labels(labels, features, where, label_col, notes)
-    _check_train_classes(ids["train"], names, where, label_col)
-    examples = ({n: list(zip(t, pairs[n], strict=True)) for n, t in texts.items()} if pairs
-                else texts)
-    _warn_conflicting_duplicates(examples["train"], ids["train"], names)
+    ids, names = _encode_labels(labels, features, where, label_col, notes, problem_type)
+    if problem_type == "regression":
+        label_feature = Value("float32")
+    else:
+        _check_train_classes(ids["train"], names, where, label_col)
+        examples = ({n: list(zip(t, pairs[n], strict=True)) for n, t in texts.items()}
+                    if pairs else texts)
+        _warn_conflicting_duplicates(examples["train"], ids["train"], names)
+        label_feature = ClassLabel(names=names)
     pair_schema = {"text_pair": Value("string")} if pairs else {}
-    schema = Features({"text": Value("string"), **pair_schema, "label": ClassLabel(names=names)})
+    schema = Features({"text": Value("string"), **pair_schema, "label": label_feature})
     splits = {
         name: Dataset.from_dict(
             {"text": texts[name], **({"text_pair": pairs[name]} if pairs else {}),
@@ -255,14 +261,51 @@ def labels_hidden(values: list) -> bool:
     return all(v is None or v == -1 for v in values)
 
 
+def resolve_problem_type(
+    raw: dict[str, Dataset], column: str, problem_type: str, notes: list[str]
+) -> str:
+    """``classification`` or ``regression``: as given, or (``auto``) regression where the label
+    column holds floats with a fractional value in some split (a whole-number float column, as
+    a CSV integer column with gaps reads, stays classes)."""
+    if problem_type == "regression":
+        notes.append(f"Regression (asked for): label column '{column}' read as scores; one "
+                     "output, MSE loss, Pearson, Spearman and MSE.")
+    if problem_type != "auto":
+        return problem_type
+    if _kind_of(raw["train"].features[column]) != "float":
+        return "classification"
+    for name, split in raw.items():
+        values = column_values(split, column)
+        rows = [row for row, value in enumerate(values) if _is_fraction(value)]
+        if rows:
+            notes.append(
+                f"Regression: label column '{column}' holds fractional values ({len(rows)} of "
+                f"{len(values)} rows of '{name}', the first {values[rows[0]]!r} at row {rows[0]},"
+                " 0-based): one output, MSE loss, Pearson, Spearman and MSE. Classes instead: "
+                "--problem-type classification.")
+            return "regression"
+    return "classification"
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and not value.is_integer()
+
+
+REGRESSION_NAMES = ["score"]  # a regression's one output, where a classifier names its classes
+
+
 def _encode_labels(
-    labels: dict[str, list], features: dict[str, Any], where: str, column: str, notes: list[str]
-) -> tuple[dict[str, list[int]], list[str]]:
-    """Class ids per split and the class names, by the label column's type.
+    labels: dict[str, list], features: dict[str, Any], where: str, column: str, notes: list[str],
+    problem_type: str = "classification",
+) -> tuple[dict[str, list], list[str]]:
+    """Class ids per split and the class names, by the label column's type (regression: the
+    scores as floats, and the one name ``score``).
 
     ClassLabel ids keep their names; other labels become ids in sorted order of the distinct
     train values (ids 0..N-1 map to themselves).
     """
+    if problem_type == "regression":
+        return _scores(labels, features, where, column), list(REGRESSION_NAMES)
     kind = _label_kind(features, where, column)
     for split, values in labels.items():
         for test, problem, fix in _VALUE_CHECKS[kind]:
@@ -293,6 +336,27 @@ def _encode_labels(
         mapping = ", ".join(f"{n}={i}" for i, n in enumerate(names[:20]))
         notes.append(f"Labels mapped to class ids in sorted order: {mapping}.")
     return {s: [index[_as_class(v)] for v in values] for s, values in labels.items()}, names
+
+
+def _scores(labels: dict[str, list], features: dict[str, Any], where: str,
+            column: str) -> dict[str, list[float]]:
+    """A regression's labels: numbers in every split, none missing or infinite, not all the
+    same in train (no correlation is defined against a constant)."""
+    for split, feature in features.items():
+        if _kind_of(feature) not in ("int", "float"):
+            raise DataError(
+                f"{where}: label column '{column}' holds {_describe(feature)} values in split "
+                f"'{split}'; a regression needs numbers. Pick the column of scores with "
+                "--label-column, or use --problem-type classification.")
+    for split, values in labels.items():
+        for test, problem, fix in (_MISSING, _INFINITE):
+            _raise_first_bad(values, test, where, split, column, problem, fix)
+    if len(set(labels["train"])) < 2:
+        raise DataError(
+            f"{where}: every score in split 'train' of label column '{column}' is "
+            f"{labels['train'][0]!r}; a regression needs scores that vary. Check the file, or "
+            "pick the right column with --label-column.")
+    return {split: [float(v) for v in values] for split, values in labels.items()}
 
 
 def _label_kind(features: dict[str, Any], where: str, column: str) -> str:
@@ -349,7 +413,13 @@ _NEGATIVE = (
 _FRACTIONAL = (
     lambda v: not float(v).is_integer(),
     "the label is fractional, but a class id must be a whole number",
-    "Use whole-number class ids or class names, or pick another column with --label-column.",
+    "Use whole-number class ids or class names, pick another column with --label-column, or"
+    " train a regression with --problem-type regression.",
+)
+_INFINITE = (
+    lambda v: math.isinf(v),
+    "the score is infinite",
+    "Give every row a finite score, or remove such rows.",
 )
 # label kind -> checks that need no knowledge of the classes, in the order they run
 _VALUE_CHECKS = {

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from freezebench.engine.batching import Batch, batch_order, forward_logits
+from freezebench.engine.loss import task_loss
 from freezebench.model.staged import StagedForward
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ class DataParallel:
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, share: Share) -> torch.Tensor:
         """The loss whose gradient, averaged by DDP over ranks, is that of the global mean."""
         if share.weights is None:
-            return nn.functional.cross_entropy(logits, labels)
-        losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+            return task_loss(logits, labels)
+        losses = task_loss(logits, labels, reduction="none")
         weights = share.weights.to(losses.device)
         return (losses * weights).sum() * (self.world_size / share.global_size)
 

@@ -1,4 +1,5 @@
-"""Evaluation: logits and loss over a split, the whole model in inference mode."""
+"""Evaluation: logits and loss (cross-entropy, or MSE for a regression) over a split, the whole
+model in inference mode."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from freezebench.engine.batching import SplitInputs, forward_logits, iter_batches
 from freezebench.engine.distributed import SINGLE, DataParallel
+from freezebench.engine.loss import task_loss
 from freezebench.engine.precision import autocast
 from freezebench.measure.timing import Stopwatch
 from freezebench.model.staged import StagedForward
@@ -37,7 +39,7 @@ def evaluate(
     with Stopwatch(device) as watch, torch.inference_mode(), autocast(device, precision):
         for batch in iter_batches(inputs, order, device):
             out = forward_logits(staged, batch, boundary).float()
-            loss_sum += nn.functional.cross_entropy(out, batch.labels, reduction="sum")
+            loss_sum += task_loss(out, batch.labels, reduction="sum")
             logits.append(out)
     for module, mode in was_training.items():
         module.training = mode

@@ -31,9 +31,10 @@ from freezebench.engine.batching import (
 )
 from freezebench.engine.distributed import SINGLE, DataParallel, Share
 from freezebench.engine.freezing import apply_trainable, describe_prefix, trainable_count
+from freezebench.engine.loss import task_loss
 from freezebench.engine.optimizer import build_optimizer, drop_parameters, optimizer_state_bytes
 from freezebench.engine.precision import autocast
-from freezebench.errors import TrainingError
+from freezebench.errors import ConfigError, TrainingError
 from freezebench.measure.flops import FlopRate
 from freezebench.measure.memory import SavedTensors
 from freezebench.measure.timing import Stopwatch
@@ -194,6 +195,22 @@ def train(
                         evaluation_seconds=loop.evaluation_seconds, freezing=loop.freezing)
 
 
+LOWER_IS_BETTER = frozenset({"loss", "mse"})  # of the metrics that may choose the best evaluation
+# the metrics a record holds, by problem type, that may choose the best evaluation
+BEST_METRICS = {"classification": ("accuracy", "f1", "f1_macro", "precision", "recall", "loss"),
+                "regression": ("pearson", "spearman", "mse", "loss")}
+
+
+def check_best_metric(select_checkpoint: str, metric: str, problem_type: str) -> None:
+    """The metric that picks the best evaluation is one a run of ``problem_type`` records."""
+    allowed = BEST_METRICS[problem_type]
+    if select_checkpoint == "best" and metric not in allowed:
+        raise ConfigError(
+            f"metric_for_best_model '{metric}' is not a metric of a {problem_type} run (this "
+            f"data makes one). Choose one of: {', '.join(allowed)} (--metric-for-best-model), "
+            "or --select-checkpoint last.")
+
+
 class Checkpoint:
     """The evaluation a run reports: the last, or the best on validation, whose trained
     parameters are kept (a copy of those that train) and put back at the end. Only validation
@@ -224,7 +241,7 @@ class Checkpoint:
     def _better(self, point: HistoryEntry, than: HistoryEntry) -> bool:
         new = getattr(point.validation, self.metric)
         old = getattr(than.validation, self.metric)
-        return new < old if self.metric == "loss" else new > old
+        return new < old if self.metric in LOWER_IS_BETTER else new > old
 
 
 class _Loop:
@@ -425,6 +442,5 @@ def warm_up(staged: StagedForward, inputs: SplitInputs, *, boundary: int, batch_
     batch = next(iter_batches(inputs, [indices], device, packed=packed and staged.packs))
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), autocast(device, precision):
-        loss = nn.functional.cross_entropy(forward_logits(copy, batch, boundary).float(),
-                                           batch.labels)
+        loss = task_loss(forward_logits(copy, batch, boundary).float(), batch.labels)
     loss.backward()

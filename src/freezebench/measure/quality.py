@@ -1,4 +1,5 @@
-"""Task metrics of a split, whether the classifier collapsed, and what trivial predictors score.
+"""Task metrics of a split, whether the classifier collapsed, and what trivial predictors score
+(a regression: Pearson, Spearman and MSE).
 
 A classifier that predicts one class for everything scores well on some metrics (on a balanced
 binary split, the positive class's F1 is 2/3), so every split's record says how many examples
@@ -8,8 +9,17 @@ the scores of the trivial predictors (:func:`trivial_scores`).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from scipy import stats
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_squared_error,
+    precision_score,
+    recall_score,
+)
 
 from freezebench.record import COLLAPSE_SHARE, SplitMetrics
 
@@ -38,6 +48,30 @@ def classification_metrics(
         predicted={name: int(n) for name, n in zip(label_names, predicted, strict=True)},
         collapsed=collapsed(predicted, np.bincount(labels, minlength=len(ids))),
     )
+
+
+def regression_metrics(logits: np.ndarray, labels: np.ndarray, loss: float) -> SplitMetrics:
+    """Pearson's r and Spearman's rank correlation of the single output with the scores, and
+    their mean squared error; the classification fields stay empty. Constant predictions (the
+    regression's collapse: one value for every example) have no correlation: null, and the
+    split counts as collapsed."""
+    predictions = logits.reshape(len(labels), -1)[:, 0].astype(np.float64)
+    scores = labels.astype(np.float64)
+    return SplitMetrics(
+        accuracy=None, f1=None, f1_macro=None, precision=None, recall=None, per_class_f1=None,
+        loss=float(loss), samples=int(len(labels)),
+        pearson=_correlation(stats.pearsonr, predictions, scores),
+        spearman=_correlation(stats.spearmanr, predictions, scores),
+        mse=float(mean_squared_error(scores, predictions)),
+        collapsed=bool(np.ptp(predictions) == 0) if len(predictions) > 1 else None,
+    )
+
+
+def _correlation(measure, predictions: np.ndarray, scores: np.ndarray) -> float | None:
+    with warnings.catch_warnings():  # constant input: scipy warns and returns NaN
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        value = float(measure(predictions, scores)[0])  # the statistic, then its p-value
+    return value if np.isfinite(value) else None
 
 
 def collapsed(predicted: np.ndarray, actual: np.ndarray) -> bool:

@@ -39,14 +39,17 @@ def load_model(
 ) -> PreTrainedModel:
     """Load ``name`` with a new classification head created right after seeding.
 
-    Weights come from safetensors only (no unpickling); remote code runs only when asked for
-    with a pinned revision.
+    One label is a regression (one output, MSE), as transformers reads ``num_labels=1``; the
+    config says so in ``problem_type``, which a saved model keeps. Weights come from
+    safetensors only (no unpickling); remote code runs only when asked for with a pinned
+    revision.
     """
     _check_remote_code(trust_remote_code, revision)
+    problem = {"problem_type": "regression"} if num_labels == 1 else {}
     try:
         config = AutoConfig.from_pretrained(
             name, revision=revision, trust_remote_code=trust_remote_code,
-            num_labels=num_labels,
+            num_labels=num_labels, **problem,
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
         )

@@ -21,7 +21,7 @@ from freezebench.report.uncertainty import t_interval
 BASELINE = "full"
 # Columns aggregated over seeds (mean, std).
 MEASURES = [
-    *(f"{split}_{m}" for split in ("validation", "test") for m in (*METRICS, "loss")),
+    *(f"{split}_{m}" for split in ("validation", "test") for m in (*METRICS, "loss", "mse")),
     "train_seconds", "cache_build_seconds", "train_samples_per_second", "eval_samples_per_second",
     "peak_memory_mb", "memory_bytes", "train_flops", "train_flops_naive", "cost_usd", "trainable",
     "total", "trainable_percent", "task_specific_bytes",

@@ -309,7 +309,7 @@ def _keep_performance(rows: pd.DataFrame, context: _Context, saving: float,
         why = (f"{int(r['collapsed_runs'])} of its chosen runs collapsed" if context.established[k]
                else f"not established{_seeds_words(context.needed.get(k))}")
         text += f" {k} {_evidence(r, context)}, within tolerance on its mean but {why}."
-    if len(fast) and not len(near):
+    if fast["delta_points"].notna().any() and not len(near):  # all unknown: no paired seeds
         best = fast["delta_points"].idxmax()
         text += (f" Of the strategies that save {share(saving)} or more, the best loses "
                  f"{-fast.at[best, 'delta_points']:.1f} points on its mean ({best}).")

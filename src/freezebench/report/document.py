@@ -21,10 +21,11 @@ from typing import Any
 import pandas as pd
 
 from freezebench.record import safe_name
-from freezebench.report.findings import DEFAULT_METRIC, Findings, analyze
+from freezebench.report.findings import Findings, analyze, default_metric
 from freezebench.report.formatting import (
     MISSING,
     mean_std_text,
+    metric_label,
     metric_name,
     quantity_text,
     ratio_text,
@@ -61,9 +62,11 @@ def write_report(
     substantial_saving: float = 0.30,
 ) -> ReportPaths:
     """Write ``report.md`` (figures in ``report_files/``), a self-contained ``report.html`` and
-    ``summary.json``. ``metric``: the decision metric (default: the study's, else macro-F1)."""
+    ``summary.json``. ``metric``: the decision metric (default: the study's, else macro-F1, or
+    Pearson's r for regressions)."""
     records, unreadable = load_records(results_dir)
-    studies = analyze(records, metric=metric or study_metric(results_dir) or DEFAULT_METRIC,
+    studies = analyze(records,
+                      metric=metric or study_metric(results_dir) or default_metric(records),
                       cost_view=cost_view, tolerance_points=tolerance_points,
                       substantial_saving=substantial_saving)
     out = Path(output_dir) if output_dir is not None else Path(results_dir)
@@ -87,7 +90,8 @@ def summary_table(studies: list[Findings]) -> pd.DataFrame:
     for study in studies:
         name = metric_name(study.metric)
         view = "standalone" if study.cost_view == "standalone" else "in study"
-        columns = ["Strategy", f"Test {name} (%)", f"Δ{name} vs full, 95 % CI",
+        columns = ["Strategy", f"Test {metric_label(study.metric)}",
+                   f"Δ{name} vs full, 95 % CI",
                    f"Training time ({view})", "Speed-up standalone", "Speed-up in study",
                    "Peak memory", "Collapsed runs"]
         table = main_table(study)
@@ -104,15 +108,14 @@ def compare_table(results_dirs: Sequence[str | Path]) -> pd.DataFrame:
     columns: dict[str, dict[str, str]] = {}
     order: list[str] = []
     for folder in results_dirs:
-        for study in analyze(load_records(folder)[0],
-                             metric=study_metric(folder) or DEFAULT_METRIC):
+        records = load_records(folder)[0]
+        for study in analyze(records, metric=study_metric(folder) or default_metric(records)):
             name = f"{Path(folder).resolve().name} ({study.model})"
             if any(c.startswith(f"{name}: test ") for c in columns):
                 name = f"{folder} ({study.model}, {study.dataset})"
             s = study.summary.set_index("strategy_label")
             order += [label for label in s.index if label not in order]
-            what = metric_name(study.metric)
-            columns[f"{name}: test {what} (%)"] = {
+            columns[f"{name}: test {metric_label(study.metric)}"] = {
                 k: mean_std_text(r.quality_mean, r.quality_std, r.n) for k, r in s.iterrows()}
             columns[f"{name}: training time (standalone)"] = {
                 k: quantity_text(r.standalone_seconds_mean, "time") for k, r in s.iterrows()}
@@ -241,6 +244,9 @@ def _table_legend(study: Findings) -> str:
     name = metric_name(study.metric)
     text = (f"{name}, accuracy and F1 (of class 1 with two classes, macro otherwise) in percent: "
             "mean ± standard deviation over the n seeds. ")
+    if study.regression:
+        text = ("Pearson r and Spearman ρ × 100, and the mean squared error on the scores' "
+                "scale: mean ± standard deviation over the n seeds. ")
     if study.baseline:
         text += (f"Δ{name} vs full: the mean paired difference from full fine-tuning in points "
                  "with its 95 % t-interval. Speed-up: full fine-tuning's training time divided by "

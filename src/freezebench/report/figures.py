@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from freezebench.errors import FreezebenchError, did_you_mean
 from freezebench.record import safe_name
 from freezebench.report import plots
-from freezebench.report.findings import DEFAULT_METRIC, Findings
-from freezebench.report.formatting import metric_name
+from freezebench.report.findings import Findings, default_metric
+from freezebench.report.formatting import metric_name, metric_unit
 
 FORMATS = ("png", "svg", "pdf")
 COSTS = tuple(plots.COSTS)
@@ -45,24 +45,27 @@ def draw(study: Findings, kind: str, *, cost: str = "time",
     ``cost`` (time, flops or memory) is the x axis of ``pareto``."""
     check_choices(kind, cost)
     s, base, name = study.summary, study.baseline or "full", metric_name(study.metric)
+    unit = metric_unit(study.metric)
     view = f"{study.cost_view} " if study.cost_view == "standalone" else "in-study "
     if kind == "pareto":
         what = {"time": f"{view}training time", "flops": f"{view}training FLOPs",
                 "memory": "peak memory"}[cost]
         return _named(f"pareto-{cost}", plots.plot_pareto(
-            s, cost=cost, tolerance_points=tolerance_points, baseline=base, metric=name),
+            s, cost=cost, tolerance_points=tolerance_points, baseline=base, metric=name,
+            unit=unit),
             f"Test {name} against {what}. Strategies on the dashed frontier are beaten on both "
             "quality and cost by no other strategy; error bars are ±1 std over seeds.")
     if kind == "depth":
         same = s[s["strategy_label"].isin(_with_baseline_recipe(study, base))]
-        return _named("frozen-blocks", plots.plot_frozen_blocks(same, baseline=base, metric=name),
+        return _named("frozen-blocks", plots.plot_frozen_blocks(same, baseline=base, metric=name,
+                                                                unit=unit),
                       f"Freezing more bottom encoder blocks: test {name} and {view}training "
                       "time (the strategies trained with full fine-tuning's recipe).")
     if kind == "memory":
         return _named("memory", plots.plot_memory(s, baseline=base),
                       "Peak tensor memory per strategy.")
     return _named("time-to-quality", plots.plot_time_to_quality(
-        study.curves, order=list(s["strategy_label"]), metric=name),
+        study.curves, order=list(s["strategy_label"]), metric=name, unit=unit),
         f"Time to quality: validation and test {name} at each evaluation during training "
         "against standalone training time and FLOPs so far (step 0 starts after the frozen "
         "layers' forward), mean over seeds with the 95 % interval as a band.")
@@ -118,8 +121,9 @@ def write_figure(
 
     check_choices(kind, cost)
     fmt = _format(output, fmt)
-    studies = analyze(load_records(results_dir)[0],
-                      metric=metric or study_metric(results_dir) or DEFAULT_METRIC,
+    records = load_records(results_dir)[0]
+    studies = analyze(records,
+                      metric=metric or study_metric(results_dir) or default_metric(records),
                       cost_view=cost_view, tolerance_points=tolerance_points)
     study = _one_study(studies, model, dataset, results_dir)
     figure = draw(study, kind, cost=cost, tolerance_points=tolerance_points)

@@ -24,9 +24,17 @@ from freezebench.report.analysis import (
 )
 from freezebench.report.answers import Answers, answer_questions
 from freezebench.report.budgets import budget_table, evaluation_points, quality_curves
-from freezebench.report.frame import COST_VIEWS, METRICS, STUDY_KEY, records_to_frame
+from freezebench.report.frame import (
+    COST_VIEWS,
+    METRICS,
+    REGRESSION_METRICS,
+    STUDY_KEY,
+    record_field,
+    records_to_frame,
+)
 
 DEFAULT_METRIC = "f1_macro"
+REGRESSION_DEFAULT_METRIC = "pearson"
 
 
 @dataclass
@@ -46,6 +54,12 @@ class Findings:
     baselines: dict[str, Any] = field(default_factory=dict)
     record_ids: set[str] = field(default_factory=set)  # every run of this (model, dataset)
 
+    @property
+    def regression(self) -> bool:
+        """Its runs are regressions (scored by correlations; no classes, baselines or
+        collapse)."""
+        return self.metric in REGRESSION_METRICS
+
 
 def analyze(
     records: list[dict[str, Any]],
@@ -58,6 +72,7 @@ def analyze(
 ) -> list[Findings]:
     """Choose rates, aggregate, compare and answer, once per (model, dataset) in ``records``."""
     check_choices(metric, cost_view)
+    check_metric_fits(metric, records)
     frame = records_to_frame(records)
     rates = rate_scores(frame, metric)
     chosen = choose_learning_rates(frame, rates)
@@ -96,6 +111,38 @@ def check_choices(metric: str, cost_view: str) -> None:
     if cost_view not in COST_VIEWS:
         raise FreezebenchError(
             f"Unknown cost view '{cost_view}'. Choose one of: {', '.join(COST_VIEWS)}.")
+
+
+def is_regression(record: dict[str, Any]) -> bool:
+    return record_field(record, ("data", "problem_type")) == "regression"
+
+
+def default_metric(records: list[dict[str, Any]]) -> str:
+    """The decision metric when none is named: Pearson's r where the completed runs are
+    regressions, else macro-F1."""
+    done = [r for r in records if r.get("status") == "completed"]
+    return REGRESSION_DEFAULT_METRIC if done and all(map(is_regression, done)) \
+        else DEFAULT_METRIC
+
+
+def check_metric_fits(metric: str, records: list[dict[str, Any]]) -> None:
+    """A classification metric for classifiers, a correlation for regressions: a metric the
+    completed runs do not hold would leave every number of the report empty."""
+    done = [r for r in records if r.get("status") == "completed"]
+    regressions = sum(map(is_regression, done))
+    wanted = metric in REGRESSION_METRICS
+    if 0 < regressions < len(done):
+        raise FreezebenchError(
+            f"{regressions} of the {len(done)} completed runs are regressions and the others "
+            "classifiers: no one decision metric scores both. Report them from separate results "
+            "folders.")
+    if done and bool(regressions) != wanted:
+        kind, choices = (("regressions", REGRESSION_METRICS) if regressions
+                         else ("classifiers", [m for m in METRICS
+                                               if m not in REGRESSION_METRICS]))
+        raise FreezebenchError(
+            f"The runs are {kind}, which metric '{metric}' does not score. Choose one of: "
+            f"{', '.join(choices)} (--metric, or the study's metric:).")
 
 
 def trivial_baselines(records: list[dict[str, Any]]) -> dict[str, Any]:

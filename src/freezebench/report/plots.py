@@ -59,7 +59,7 @@ def colors(labels: list[str]) -> dict[str, str]:
 
 def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
                 tolerance_points: float | None = None, baseline: str = BASELINE,
-                metric: str = "F1") -> Figure | None:
+                metric: str = "F1", unit: str = "%") -> Figure | None:
     """The test metric (``quality``, mean ± std over seeds) against a cost, with the Pareto
     frontier drawn.
 
@@ -98,7 +98,7 @@ def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
         _draw_tradeoff(ax, shown, line, limit, zoom=i > 0)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(f"{title} ({unit}), mean ± std over seeds")
-        ax.set_ylabel(f"Test {metric} (%), mean ± std over seeds")
+        ax.set_ylabel(f"Test {metric} ({unit}), mean ± std over seeds")
     fig.suptitle(f"Test {metric} against {title.lower()}: up and to the left is better")
     fig.legend(handles=_tradeoff_legend(limit, tolerance_points, baseline), loc="lower center",
                ncol=3 if two else 1, frameon=False, fontsize=9)
@@ -157,7 +157,7 @@ def _tradeoff_legend(limit: float | None, tolerance: float | None, baseline: str
 
 
 def plot_frozen_blocks(summary: pd.DataFrame, *, baseline: str = BASELINE,
-                       metric: str = "F1") -> Figure | None:
+                       metric: str = "F1", unit: str = "%") -> Figure | None:
     """The test metric and training time against the number of frozen blocks (``bottom``).
 
     Only ``bottom`` runs that differ from the defaults in ``k`` alone form the line, so variants
@@ -177,7 +177,7 @@ def plot_frozen_blocks(summary: pd.DataFrame, *, baseline: str = BASELINE,
     factor, unit = scale(rows["seconds_mean"], "time")
     fig = _figure(9.0, 4.0)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.15, wspace=0.28)
-    panels = [("quality", 100, f"Test {metric} (%)"), ("seconds", 1 / factor,
+    panels = [("quality", 100, f"Test {metric} ({unit})"), ("seconds", 1 / factor,
                                                        f"Training time ({unit})")]
     for i, (col, mult, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -229,7 +229,7 @@ def plot_memory(summary: pd.DataFrame, *, baseline: str = BASELINE) -> Figure | 
 
 
 def plot_time_to_quality(curves: pd.DataFrame, *, order: list[str] | None = None,
-                         metric: str = "F1") -> Figure | None:
+                         metric: str = "F1", unit: str = "%") -> Figure | None:
     """Validation and test metric against cumulative training time and FLOPs (standalone), one
     line per strategy: the mean over seeds at each evaluation, with the 95 % interval as a band.
 
@@ -256,7 +256,7 @@ def plot_time_to_quality(curves: pd.DataFrame, *, order: list[str] | None = None
                 if low.notna().any():
                     ax.fill_between(xs, low, high, color=palette[label], alpha=0.15, lw=0)
             ax.set_xlabel(f"{title}, standalone ({unit})")
-            ax.set_ylabel(f"{split.capitalize()} {metric} (%)")
+            ax.set_ylabel(f"{split.capitalize()} {metric} ({unit})")
             ax.grid(alpha=0.3)
     handles, names = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False)

@@ -85,11 +85,7 @@ def method_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
     done = _completed(records)
     name = metric_name(study.metric)
     return [
-        f"- **Decision metric**: test {name}, which chooses the learning rates (on validation) "
-        "and decides the answers; accuracy and F1 are shown beside it. The trivial predictors' "
-        "scores above are the floor a classifier must clear: a run that predicts fewer classes "
-        "than the labels hold, or one class for over 95 % of the examples, is counted as "
-        "collapsed, and a collapsed rate is never chosen over one that did not collapse.",
+        _decision_metric_line(study, name),
         "- **Learning rate**: one per strategy, the rate with the best mean validation "
         f"{name} over seeds (ties: lower mean validation loss, then the smaller rate); test "
         "numbers come from that rate's runs only, so the test split played no part in the "
@@ -126,6 +122,23 @@ def method_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _decision_metric_line(study: Findings, name: str) -> str:
+    if study.regression:
+        return (f"- **Decision metric**: test {name}, which chooses the learning rates (on "
+                "validation) and decides the answers; the other correlation and the mean squared "
+                "error (the training loss) are shown beside it, correlations × 100 so that a "
+                "difference reads in points. The runs are regressions (one output, MSE loss), so "
+                "there are no trivial classifiers to compare with; a run whose predictions are "
+                "one value for every example has no correlation and is counted as collapsed, "
+                "and a collapsed rate is never chosen over one that did not collapse.")
+    return (f"- **Decision metric**: test {name}, which chooses the learning rates (on "
+            "validation) and decides the answers; accuracy and F1 are shown beside it. The "
+            "trivial predictors' scores above are the floor a classifier must clear: a run that "
+            "predicts fewer classes than the labels hold, or one class for over 95 % of the "
+            "examples, is counted as collapsed, and a collapsed rate is never chosen over one "
+            "that did not collapse.")
+
+
 def _cache_use_text(done: list[dict[str, Any]]) -> str:
     used = sum(1 for r in done if (r.get("efficiency") or {}).get("prefix_builds"))
     if not used:
@@ -153,8 +166,10 @@ def caveat_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
     ]
     collapsed = int(s["collapsed_runs"].sum())
     if collapsed:
-        out.append(f"- **Collapsed runs**: {collapsed} of the chosen runs predicted one class "
-                   "(nearly) always; their strategies' numbers mix working and failed models.")
+        what = ("predicted one value for every example" if study.regression
+                else "predicted one class (nearly) always")
+        out.append(f"- **Collapsed runs**: {collapsed} of the chosen runs {what}; their "
+                   "strategies' numbers mix working and failed models.")
     out += _grid_caveats(study)
     mixed = _mixed_settings(done)
     if mixed:

@@ -44,6 +44,7 @@ def study_summary(study: Findings) -> dict[str, Any]:
     a = study.answers
     return {
         "model": study.model, "dataset": study.dataset, "metric": study.metric,
+        "problem_type": "regression" if study.regression else "classification",
         "cost_view": study.cost_view, "tolerance_points": a.tolerance_points,
         "tolerance": a.tolerance_points / 100,  # on the 0-1 scale of delta_vs_full
         "substantial_saving": a.substantial_saving,

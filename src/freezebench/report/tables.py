@@ -16,6 +16,7 @@ from freezebench.report.formatting import (
     finite,
     known,
     mean_std_text,
+    metric_label,
     metric_name,
     percent_text,
     quantity_text,
@@ -37,11 +38,14 @@ def main_table(study: Findings) -> pd.DataFrame:
             "Strategy": r.strategy_label,
             "Trainable params": f"{count_text(r.trainable_mean)} "
                                 f"({percent_text(r.trainable_percent_mean)} %)",
-            f"Test {name} (%)": mean_std_text(r.quality_mean, r.quality_std, r.n),
+            f"Test {metric_label(study.metric)}": mean_std_text(r.quality_mean, r.quality_std,
+                                                               r.n),
             f"Δ{name} vs full, 95 % CI": _delta(r, base) if base else None,
-            "Test accuracy (%)": mean_std_text(r.test_accuracy_mean, r.test_accuracy_std, r.n),
-            "Test F1 (%)": (mean_std_text(r.test_f1_mean, r.test_f1_std, r.n)
-                            if study.metric != "f1" else None),
+            **(_regression_columns(r, study.metric) if study.regression else {
+                "Test accuracy (%)": mean_std_text(r.test_accuracy_mean, r.test_accuracy_std,
+                                                   r.n),
+                "Test F1 (%)": (mean_std_text(r.test_f1_mean, r.test_f1_std, r.n)
+                                if study.metric != "f1" else None)}),
             f"Training time ({view})": quantity_text(r.seconds_mean, "time"),
             "Speed-up standalone": _speedup(r, "standalone", base),
             "Speed-up in study": _speedup(r, "study", base),
@@ -54,6 +58,16 @@ def main_table(study: Findings) -> pd.DataFrame:
         }
         rows.append({k: v for k, v in row.items() if v is not None})
     return pd.DataFrame(rows)
+
+
+def _regression_columns(r: Any, metric: str) -> dict[str, str]:
+    """A regression's other correlation beside the decision metric, and its squared error."""
+    other = "spearman" if metric == "pearson" else "pearson"
+    mean, std = getattr(r, f"test_{other}_mean"), getattr(r, f"test_{other}_std")
+    mse, spread = r.test_mse_mean, r.test_mse_std
+    return {f"Test {metric_label(other)}": mean_std_text(mean, std, r.n),
+            "Test MSE": MISSING if not known(mse) else
+            f"{mse:.3g}" + (f" ± {spread:.2g}" if known(spread) else "") + f" (n={int(r.n)})"}
 
 
 def _delta(r: Any, base: str) -> str:

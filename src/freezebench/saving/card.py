@@ -21,7 +21,11 @@ CardKind = Literal["pretrained", "adapter", "delta"]
 # record metric -> (Hub metric type, its config, the name shown)
 _METRICS = {"accuracy": ("accuracy", None, "Accuracy"), "f1": ("f1", None, "F1"),
             "f1_macro": ("f1", "macro", "F1 (macro)"),
-            "precision": ("precision", None, "Precision"), "recall": ("recall", None, "Recall")}
+            "precision": ("precision", None, "Precision"), "recall": ("recall", None, "Recall"),
+            # a regression's (its classification metrics are null, and left out)
+            "pearson": ("pearsonr", None, "Pearson r"), "spearman": ("spearmanr", None,
+                                                                     "Spearman ρ"),
+            "mse": ("mse", None, "MSE")}
 
 
 def hub_name(source: str) -> str | None:
@@ -48,12 +52,13 @@ def model_card(record: RunRecord, *, kind: CardKind, where: str,
                           dataset_type=dataset_type, dataset_name=dataset_type,
                           dataset_split="test", metric_type=kind_, metric_config=setting,
                           metric_name=name, metric_value=round(getattr(test, key), 6))
-               for key, (kind_, setting, name) in _METRICS.items()]
+               for key, (kind_, setting, name) in _METRICS.items()
+               if getattr(test, key) is not None]
     data = ModelCardData(
         base_model=base, datasets=[dataset] if dataset else None,
         library_name="peft" if kind == "adapter" else "transformers",
         pipeline_tag="text-classification", model_name=record.id,
-        metrics=sorted({kind_ for kind_, _, _ in _METRICS.values()}), eval_results=results,
+        metrics=sorted({result.metric_type for result in results}), eval_results=results,
         tags=["freezebench", config["strategy"], "text-classification",
               *(["lora"] if kind == "adapter" else [])])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{_body(record, kind, where, merged)}")
@@ -72,7 +77,8 @@ def _body(record: RunRecord, kind: CardKind, where: str, merged: bool) -> str:
              ("Training time", f"{record.efficiency.train_seconds:.1f} s"
                                + (f" on {record.env.device_name}" if record.env else "")),
              ("freezebench run", f"`{record.id}`")]
-    metrics = [(name, f"{getattr(test, key):.4f}") for key, (_, _, name) in _METRICS.items()]
+    metrics = [(name, f"{getattr(test, key):.4f}") for key, (_, _, name) in _METRICS.items()
+               if getattr(test, key) is not None]
     usage = _USAGE[kind].format(where=where, labels=record.data.num_labels)
     lines = [f"# {record.id}", "",
              f"A text classifier fine-tuned with freezebench under the `{record.strategy_label}` "

@@ -139,7 +139,8 @@ class StudyConfig(BaseModel):
     strategies: list[StrategyEntry] = Field(min_length=1)
     output_dir: str | None = None
     # the report's decision metric (choosing rates on validation, answering on test)
-    metric: Literal["accuracy", "f1", "f1_macro", "precision", "recall"] = "f1_macro"
+    metric: Literal["accuracy", "f1", "f1_macro", "precision", "recall", "pearson",
+                    "spearman"] = "f1_macro"
 
     @field_validator("strategies", mode="before")
     @classmethod

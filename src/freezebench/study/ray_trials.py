@@ -70,7 +70,7 @@ def run_trial(params: dict[str, Any]) -> None:
 
 
 # Tune sees validation only: a scheduler or searcher a user plugs in must never pick on test
-_REPORTED = ("f1_macro", "accuracy", "f1", "loss")
+_REPORTED = ("f1_macro", "accuracy", "f1", "loss", "pearson", "spearman", "mse")
 
 
 def _report_evaluation(point: HistoryEntry) -> None:
@@ -82,8 +82,9 @@ def _report_evaluation(point: HistoryEntry) -> None:
 
 
 def _validation_metrics(validation: SplitMetrics | None) -> dict[str, float]:
-    return {f"validation_{m}": getattr(validation, m) if validation else -1.0
-            for m in _REPORTED}
+    """The validation metrics the run's problem has (a regression's, or a classifier's)."""
+    values = {m: getattr(validation, m) if validation else -1.0 for m in _REPORTED}
+    return {f"validation_{m}": value for m, value in values.items() if value is not None}
 
 
 def _quiet_libraries() -> None:
