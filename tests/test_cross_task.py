@@ -18,6 +18,7 @@ from freezebench.report.cross_task import cross_task
 from freezebench.report.document import write_report
 from freezebench.report.findings import analyze
 from freezebench.study.config import expand, parse_study
+from freezebench.study.selection import select_runs
 from freezebench.study.sweep import run_sweep
 
 from .conftest import NEGATIVE, POSITIVE
@@ -159,6 +160,12 @@ def test_each_dataset_keeps_its_columns_and_runs_group_by_model_then_dataset():
     assert [(r.model, r.dataset, r.dataset_config, r.text_column) for r in runs] == [
         ("m1", "a", None, None), ("m1", "glue", "sst2", "sentence"),
         ("m2", "a", None, None), ("m2", "glue", "sst2", "sentence")]
+
+
+def test_only_picks_one_dataset_of_the_list():
+    study = parse_study({**BASE, "datasets": ["a", "b"], "strategies": ["full", "head"]})
+    kept = select_runs(expand(study), ["dataset=b"])
+    assert [(r.dataset, r.strategy) for r in kept] == [("b", "full"), ("b", "head")]
 
 
 # --------------------------------------------------------------------------- end to end

@@ -325,9 +325,11 @@ def _print_plan(plan: list[dict], as_json: bool) -> None:
 
 
 def _task_name(run: dict) -> str:
-    """A planned run's (model, dataset) by their last path parts (no machine paths)."""
+    """A planned run's (model, dataset) as the report names them (no machine paths)."""
+    from freezebench.report.frame import display_name
+
     config = f" ({run['dataset_config']})" if run["dataset_config"] else ""
-    return f"{Path(run['model']).name} on {Path(run['dataset']).name}{config}"
+    return f"{display_name(run['model'])} on {display_name(run['dataset'])}{config}"
 
 
 @app.command()
