@@ -20,8 +20,9 @@ cartesian product when several are lists). A parameter that takes a list by natu
 ``patterns``) is one value when given a list of strings and sweeps only when given a list of
 lists.
 
-A study over several tasks lists ``datasets`` instead of ``dataset`` (with its columns), each item a
-name or a mapping of :class:`DatasetEntry`; every (model, dataset) is a task, and runs the grid::
+A study over several tasks lists ``datasets`` instead of ``dataset`` (with its columns), each item
+a name or a mapping with its columns (:mod:`freezebench.study.datasets`); every (model, dataset) is
+a task, and runs the grid::
 
     datasets:
       - rotten_tomatoes
@@ -64,6 +65,7 @@ from freezebench.config import (
 from freezebench.errors import ConfigError, StrategyError, did_you_mean
 from freezebench.record import safe_name
 from freezebench.strategies import check_params, get_strategy
+from freezebench.study.datasets import DATASET_KEYS, DatasetEntry, parse_datasets
 from freezebench.study.overrides import apply_settings
 
 logger = logging.getLogger(__name__)
@@ -124,26 +126,6 @@ class StrategyEntry(BaseModel):
         return _unique(combos)
 
 
-class DatasetEntry(BaseModel):
-    """One ``datasets`` item: a dataset and the settings that say how to read it (a column setting
-    added to :class:`~freezebench.config.RunConfig` is one more line here)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    dataset_config: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    encoding: str | None = None
-
-    def run_values(self) -> dict[str, Any]:
-        """The RunConfig fields this entry sets."""
-        return self.model_dump()
-
-
-_DATASET_KEYS = list(DatasetEntry.model_fields)
-
-
 class StudyConfig(BaseModel):
     """A grid of runs over one recipe; :func:`expand` turns it into :class:`RunConfig` s."""
 
@@ -183,16 +165,7 @@ class StudyConfig(BaseModel):
     def _dataset_entries(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, list):
             return value
-        entries = [_dataset_entry(i, item, _source(info)) for i, item in enumerate(value)]
-        seen: dict[tuple, int] = {}
-        for i, entry in enumerate(entries):
-            # the report tells tasks apart by dataset and configuration
-            first = seen.setdefault((entry.dataset, entry.dataset_config), i)
-            if first != i:
-                raise ConfigError(
-                    f"Invalid study in {_source(info)}: datasets[{i}] repeats datasets[{first}] "
-                    f"('{entry.dataset}'{_config_words(entry)}); give each dataset once.")
-        return entries
+        return parse_datasets(value, _source(info))
 
     @field_validator("seeds")
     @classmethod
@@ -208,7 +181,7 @@ class StudyConfig(BaseModel):
         if self.model is not None and self.models is not None:
             raise ConfigError(f"Invalid study in {_source(info)}: give either 'model' or "
                               "'models', not both.")
-        given = [key for key in _DATASET_KEYS if getattr(self, key) is not None]
+        given = [key for key in DATASET_KEYS if getattr(self, key) is not None]
         if self.datasets is not None and given:
             raise ConfigError(
                 f"Invalid study in {_source(info)}: give either 'datasets' or 'dataset' (with "
@@ -223,7 +196,7 @@ class StudyConfig(BaseModel):
         """Each dataset with its columns (the top-level ``dataset`` keys when no ``datasets``)."""
         if self.datasets is not None:
             return list(self.datasets)
-        values = {key: getattr(self, key) for key in _DATASET_KEYS}
+        values = {key: getattr(self, key) for key in DATASET_KEYS}
         return [DatasetEntry(**{**values, "dataset": self.dataset or DEFAULT_DATASET})]
 
     def task_count(self) -> int:
@@ -373,30 +346,6 @@ def _strategy_entry(index: int, item: Any, source: str) -> StrategyEntry:
     except (StrategyError, ConfigError) as exc:
         raise ConfigError(f"Invalid study in {where} ({entry.name}): {exc}") from None
     return entry
-
-
-def _dataset_entry(index: int, item: Any, source: str) -> DatasetEntry:
-    where = f"{source}, datasets[{index}]"
-    if isinstance(item, str):
-        item = {"dataset": item}
-    elif isinstance(item, DatasetEntry):
-        return item
-    if not isinstance(item, dict):
-        raise ConfigError(f"Invalid study in {where}: expected a dataset name or a mapping with "
-                          f"{', '.join(_DATASET_KEYS)}; got {item!r}.")
-    unknown = [key for key in item if key not in _DATASET_KEYS]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(f"Invalid study in {where}: unknown key '{key}'."
-                          f"{did_you_mean(key, _DATASET_KEYS)} Keys: {', '.join(_DATASET_KEYS)}.")
-    try:
-        return DatasetEntry.model_validate(item)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, DatasetEntry, where)) from None
-
-
-def _config_words(entry: DatasetEntry) -> str:
-    return f", configuration '{entry.dataset_config}'" if entry.dataset_config else ""
 
 
 def _source(info: ValidationInfo) -> str:
