@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from freezebench.cli import app
 from freezebench.errors import ConfigError
+from freezebench.record import run_id
 from freezebench.report.cross_task import cross_task
 from freezebench.report.document import write_report
 from freezebench.report.findings import analyze
-from freezebench.study.config import expand, parse_study
+from freezebench.study.config import expand, load_study, parse_study
 from freezebench.study.selection import select_runs
-from freezebench.study.sweep import run_sweep
+from freezebench.study.sweep import STUDY_FILE, run_sweep
 
 from .conftest import NEGATIVE, POSITIVE
 from .fixtures.records import build
@@ -214,8 +215,10 @@ def test_a_study_over_two_datasets_sweeps_both_and_reports_across_them(two_tasks
     payload = json.loads(paths.summary.read_text())
     assert len(payload["tasks"]) == 2
     assert {s["label"] for s in payload["cross_task"]["strategies"]} == {"full", "head"}
-    # resume: nothing left to run
+    # resume: nothing left to run, and the saved study.yaml plans the same runs
     assert run_sweep(parse_study(two_tasks)).skipped == 4
+    saved = load_study(Path(two_tasks["output_dir"]) / STUDY_FILE)
+    assert [run_id(c) for c in expand(saved)] == [run_id(c) for c in expand(parse_study(two_tasks))]
 
 
 def test_the_dry_run_counts_the_tasks_and_names_each_run_s_task(two_tasks, tmp_path):
