@@ -322,14 +322,25 @@ def _print_plan(plan: list[dict], as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan, indent=2))
         return
-    table = Table(title=f"{len(plan)} runs planned, "
-                        f"{sum(r['status'] == 'pending' for r in plan)} pending", show_header=True)
-    for column in ("id", "strategy", "lr", "seed", "status"):
+    tasks = [_task_name(r) for r in plan]
+    many = len(set(tasks)) > 1
+    table = Table(title=f"{len(plan)} runs planned over {len(set(tasks))} task"
+                        f"{'s' * many}, {sum(r['status'] == 'pending' for r in plan)} pending",
+                  show_header=True)
+    for column in ("id", *("task",) * many, "strategy", "lr", "seed", "status"):
         table.add_column(column)
-    for r in plan:
-        table.add_row(r["id"], r["strategy_label"], f"{r['learning_rate']:g}", str(r["seed"]),
-                      r["status"])
+    for r, task in zip(plan, tasks, strict=True):
+        table.add_row(r["id"], *(task,) * many, r["strategy_label"], f"{r['learning_rate']:g}",
+                      str(r["seed"]), r["status"])
     console.print(table)
+
+
+def _task_name(run: dict) -> str:
+    """A planned run's (model, dataset) as the report names them (no machine paths)."""
+    from freezebench.report.frame import display_name
+
+    config = f" ({run['dataset_config']})" if run["dataset_config"] else ""
+    return f"{display_name(run['model'])} on {display_name(run['dataset'])}{config}"
 
 
 @app.command()

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from freezebench.record import safe_name
+from freezebench.report.cross_task import CrossTask, cross_task, cross_task_table
 from freezebench.report.findings import Findings, analyze, default_metric
 from freezebench.report.formatting import (
     MISSING,
@@ -75,11 +76,12 @@ def write_report(
     many = len(studies) > 1
     figures = {id(s): _draw_figures(s, figures_dir, many, tolerance_points, records)
                for s in studies}
-    markdown = render_markdown(studies, records, unreadable, figures, results_dir)
+    across = cross_task(studies)
+    markdown = render_markdown(studies, records, unreadable, figures, results_dir, across)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown, encoding="utf-8")
     html_path.write_text(render_html(markdown, out, _title(studies)), encoding="utf-8")
-    summary_path = write_summary(studies, out / "summary.json")
+    summary_path = write_summary(studies, out / "summary.json", across)
     return ReportPaths(md_path, html_path, summary_path,
                        [p for f in figures.values() for p, _ in f], studies)
 
@@ -158,14 +160,17 @@ def _title(studies: list[Findings]) -> str:
 
 def render_markdown(studies: list[Findings], records: list[dict[str, Any]],
                     unreadable: list[UnreadableRecord], figures: dict[int, list],
-                    results_dir: str | Path) -> str:
-    """The whole report as Markdown; figures are referenced as ``report_files/<name>.png``."""
+                    results_dir: str | Path, across: CrossTask | None = None) -> str:
+    """The whole report as Markdown; figures are referenced as ``report_files/<name>.png``;
+    ``across``: the cross-task summary, first, where the folder holds several tasks."""
     counts = pd.Series([r.get("status") for r in records]).value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items())
     lines = [f"# {md_escape(_title(studies))}", "",
              f"*{len(records)} run records in `{results_dir}` ({status}); generated "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.*", ""]
     level = "###" if len(studies) > 1 else "##"
+    if across is not None:
+        lines += _cross_task_markdown(across)
     for study in studies:
         mine = [r for r in records if r["id"] in study.record_ids]
         if len(studies) > 1:
@@ -203,6 +208,28 @@ def _study_markdown(study: Findings, records: list[dict[str, Any]], figures: lis
               markdown_table(lr_table(study), numeric=False), ""]
     lines += [f"{h} Caveats", "", *caveat_lines(study, records), ""]
     return lines
+
+
+def _cross_task_markdown(across: CrossTask) -> list[str]:
+    name = metric_name(across.metric) if across.metric else "metric"
+    mixed = ("" if across.metric else
+             " The tasks are not all of one kind: each is ranked and compared in its own "
+             "decision metric (a classifier's in the study's metric, a regression's in Pearson's r "
+             "×100), so a mean Δ mixes their points.")
+    return [f"## Across the {len(across.tasks)} tasks", "",
+            f"**Recommendation across tasks.** {md_escape(across.text)}", "",
+            markdown_table(cross_task_table(across), numeric=False), "",
+            f"*Each task (a model on a dataset, its own section below) is analysed on its own; "
+            f"this table only combines the results. Rank: by mean test {name} within a task, "
+            "1 = best, ties share their mean rank, averaged over the tasks the strategy ran in. "
+            f"Δ{name}: the paired difference from full fine-tuning in points (mean over seeds, "
+            "95 % t-interval), averaged over the tasks with full fine-tuning runs; the counts "
+            "say in how many tasks the interval lies below 0, above 0, or above "
+            f"−{across.tolerance_points:g} points (acceptable, as each task answers). "
+            f"Speed-up: full fine-tuning's training time over the strategy's "
+            f"({across.cost_view}), geometric mean over "
+            "tasks; training time: the strategy's mean time as a share of full's, averaged "
+            f"over tasks.{mixed}*", ""]
 
 
 def _answers_markdown(study: Findings, h: str) -> list[str]:

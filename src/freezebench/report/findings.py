@@ -2,7 +2,8 @@
 
 :func:`analyze` runs the numbers of :mod:`freezebench.report.analysis` for every (model, dataset)
 in the records and answers the study's questions for each (:mod:`freezebench.report.answers`),
-in one decision metric and one cost view.
+in one cost view and one decision metric (a task the metric cannot score, a regression among
+classifiers or the reverse, in its kind's default).
 """
 
 from __future__ import annotations
@@ -70,38 +71,66 @@ def analyze(
     substantial_saving: float = 0.30,
     baseline: str = BASELINE,
 ) -> list[Findings]:
-    """Choose rates, aggregate, compare and answer, once per (model, dataset) in ``records``."""
+    """Choose rates, aggregate, compare and answer, once per (model, dataset) in ``records``.
+
+    ``metric`` decides every task it scores; a task of the other kind (a regression among
+    classifiers, or the reverse) is decided by its kind's default (:func:`task_metric`).
+    """
     check_choices(metric, cost_view)
     check_metric_fits(metric, records)
     frame = records_to_frame(records)
-    rates = rate_scores(frame, metric)
-    chosen = choose_learning_rates(frame, rates)
-    if chosen.empty:
-        raise FreezebenchError("None of the runs completed, so there are no numbers to report.")
-    summary = compare_to_baseline(aggregate(chosen, rates, metric, cost_view), chosen, metric,
-                                  baseline)
+    by_id = {r["id"]: r for r in records}
     studies = []
-    for (model, dataset), group in summary.groupby(STUDY_KEY, sort=True):
-        group = order_strategies(group, baseline)
-        has_base = bool((group["strategy_label"] == baseline).any())
-        runs = chosen[(chosen["model"] == model) & (chosen["dataset"] == dataset)]
-        ids = set(frame.loc[(frame["model"] == model) & (frame["dataset"] == dataset), "id"])
-        chosen_ids = set(runs["id"])
-        points = evaluation_points(records, runs, metric)
-        budgets = budget_table(points, baseline, tolerance_points=tolerance_points)
-        studies.append(Findings(
-            model=model, dataset=dataset, summary=group, selected=runs,
-            curves=quality_curves(points), budgets=budgets,
-            baseline=baseline if has_base else None,
-            answers=answer_questions(group, runs, metric=metric, cost_view=cost_view,
-                                     tolerance_points=tolerance_points,
-                                     substantial_saving=substantial_saving, baseline=baseline,
-                                     budgets=budgets),
-            metric=metric, cost_view=cost_view,
-            baselines=trivial_baselines([r for r in records if r["id"] in chosen_ids]),
-            record_ids=ids,
-        ))
+    for (model, dataset), runs in frame.groupby(STUDY_KEY, sort=True):
+        task_records = [by_id[i] for i in runs["id"] if i in by_id]
+        found = _task_findings(runs, task_records, model=model, dataset=dataset,
+                               metric=task_metric(metric, task_records), cost_view=cost_view,
+                               tolerance_points=tolerance_points,
+                               substantial_saving=substantial_saving, baseline=baseline)
+        if found is not None:
+            studies.append(found)
+    if not studies:
+        raise FreezebenchError("None of the runs completed, so there are no numbers to report.")
     return studies
+
+
+def _task_findings(frame: pd.DataFrame, records: list[dict[str, Any]], *, model: str,
+                   dataset: str, metric: str, cost_view: str, tolerance_points: float,
+                   substantial_saving: float, baseline: str) -> Findings | None:
+    """The findings of one (model, dataset); None where none of its runs completed."""
+    rates = rate_scores(frame, metric)
+    runs = choose_learning_rates(frame, rates)
+    if runs.empty:
+        return None
+    summary = compare_to_baseline(aggregate(runs, rates, metric, cost_view), runs, metric,
+                                  baseline)
+    summary = order_strategies(summary, baseline)
+    has_base = bool((summary["strategy_label"] == baseline).any())
+    chosen_ids = set(runs["id"])
+    points = evaluation_points(records, runs, metric)
+    budgets = budget_table(points, baseline, tolerance_points=tolerance_points)
+    return Findings(
+        model=model, dataset=dataset, summary=summary, selected=runs,
+        curves=quality_curves(points), budgets=budgets,
+        baseline=baseline if has_base else None,
+        answers=answer_questions(summary, runs, metric=metric, cost_view=cost_view,
+                                 tolerance_points=tolerance_points,
+                                 substantial_saving=substantial_saving, baseline=baseline,
+                                 budgets=budgets),
+        metric=metric, cost_view=cost_view,
+        baselines=trivial_baselines([r for r in records if r["id"] in chosen_ids]),
+        record_ids=set(frame["id"]),
+    )
+
+
+def task_metric(metric: str, records: list[dict[str, Any]]) -> str:
+    """``metric`` where it scores the task's runs; else the default of the task's kind (a
+    regression in a study decided by macro-F1 is decided by Pearson's r, and the reverse)."""
+    done = [r for r in records if r.get("status") == "completed"]
+    regression = bool(done) and all(map(is_regression, done))
+    if regression == (metric in REGRESSION_METRICS):
+        return metric
+    return REGRESSION_DEFAULT_METRIC if regression else DEFAULT_METRIC
 
 
 def check_choices(metric: str, cost_view: str) -> None:
@@ -126,17 +155,24 @@ def default_metric(records: list[dict[str, Any]]) -> str:
 
 
 def check_metric_fits(metric: str, records: list[dict[str, Any]]) -> None:
-    """A classification metric for classifiers, a correlation for regressions: a metric the
-    completed runs do not hold would leave every number of the report empty."""
+    """A metric that scores some task: a classification metric where there are classifiers, a
+    correlation where there are regressions (the other tasks use their kind's default). A task
+    whose runs are of both kinds has no one metric, and neither does a metric no run holds."""
     done = [r for r in records if r.get("status") == "completed"]
+    kinds: dict[tuple, set[bool]] = {}
+    for record in done:
+        key = tuple(record_field(record, ("config", name))
+                    for name in ("model", "dataset", "dataset_config"))
+        kinds.setdefault(key, set()).add(is_regression(record))
+    mixed = [key for key, kind in kinds.items() if len(kind) > 1]
+    if mixed:
+        model, source, _ = mixed[0]
+        raise FreezebenchError(
+            f"The runs of {model} on {source} are regressions and classifiers both: no one "
+            "metric scores both. Report them from separate results folders.")
     regressions = sum(map(is_regression, done))
     wanted = metric in REGRESSION_METRICS
-    if 0 < regressions < len(done):
-        raise FreezebenchError(
-            f"{regressions} of the {len(done)} completed runs are regressions and the others "
-            "classifiers: no one decision metric scores both. Report them from separate results "
-            "folders.")
-    if done and bool(regressions) != wanted:
+    if done and ((wanted and not regressions) or (not wanted and regressions == len(done))):
         kind, choices = (("regressions", REGRESSION_METRICS) if regressions
                          else ("classifiers", [m for m in METRICS
                                                if m not in REGRESSION_METRICS]))

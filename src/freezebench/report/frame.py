@@ -105,12 +105,18 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
         "id": record["id"], "status": record.get("status"),
         "strategy": config.get("strategy"), "strategy_label": label,
         "strategy_params": json.dumps(params, sort_keys=True), "k": k,
-        "model": config.get("model"), "dataset": config.get("dataset"),
+        "model": config.get("model"), "dataset": _dataset_source(config),
         "seed": config.get("seed"), "learning_rate": config.get("learning_rate"),
         "num_train_epochs": config.get("num_train_epochs"),
         "recipe": json.dumps({short: config.get(key, _RECIPE_DEFAULTS[key])
                               for key, short in RECIPE_LABELS.items()}, sort_keys=True),
     }
+
+
+def _dataset_source(config: dict[str, Any]) -> str | None:
+    """The dataset with its configuration, if any (glue's sst2 and mrpc are two tasks)."""
+    dataset, subset = config.get("dataset"), config.get("dataset_config")
+    return f"{dataset} ({subset})" if dataset and subset else dataset
 
 
 def _distinct_names(sources: pd.Series) -> pd.Series:

@@ -1,8 +1,9 @@
 """``summary.json``: the numbers the answers come from, for scripts and for comparing studies.
 
 Metric values, and their differences from full fine-tuning, are on a 0-1 scale (the report states
-the differences in points, 0-100). One object per (model, dataset); a folder with one study writes
-that object alone.
+the differences in points, 0-100). One object per (model, dataset), a task; a folder with one task
+writes that object alone, one with several writes ``{"tasks": [...], "cross_task": {...}}`` (see
+:mod:`freezebench.report.cross_task`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from freezebench.report.cross_task import CrossTask
 from freezebench.report.findings import Findings
 from freezebench.report.uncertainty import MAX_SEEDS
 from freezebench.results import write_text_atomic
@@ -31,10 +33,15 @@ def study_metric(results_dir: str | Path) -> str | None:
     return values.get("metric") if isinstance(values, dict) else None
 
 
-def write_summary(studies: list[Findings], path: Path) -> Path:
-    """Write the studies' numbers as JSON (atomically) and return the path."""
+def write_summary(studies: list[Findings], path: Path, across: CrossTask | None = None
+                  ) -> Path:
+    """Write the studies' numbers, and ``across`` them where given, as JSON (atomically); return
+    the path."""
     payload: Any = [study_summary(s) for s in studies]
-    payload = payload[0] if len(payload) == 1 else payload
+    if across is not None:
+        payload = {"tasks": payload, "cross_task": cross_task_summary(across)}
+    elif len(payload) == 1:
+        payload = payload[0]
     write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     return path
 
@@ -55,6 +62,29 @@ def study_summary(study: Findings) -> dict[str, Any]:
         "acceptable_with_savings": {"answer": a.acceptable_with_savings,
                                     "strategies": a.qualifying},
         "budgets": budgets_summary(study.budgets),
+    }
+
+
+def cross_task_summary(across: CrossTask) -> dict[str, Any]:
+    """The cross-task numbers (differences on the 0-1 scale, like each task's)."""
+    return {
+        "tasks": across.tasks, "metric": across.metric, "cost_view": across.cost_view,
+        "tolerance": across.tolerance_points / 100,
+        "recommendation": {"label": across.agreed, "per_task": across.recommended,
+                           "acceptable_in_every_task": across.acceptable_everywhere},
+        "strategies": [{
+            "label": r.label, "tasks": r.tasks, "mean_rank": _number(r.mean_rank),
+            "ranks": [_number(rank) for rank in r.ranks],
+            "delta_vs_full": {
+                "mean": _fraction(r.mean_delta), "tasks": len(r.deltas),
+                "per_task": [{"task": d.task, "mean": _fraction(d.delta),
+                              "ci95": [_fraction(d.low), _fraction(d.high)],
+                              "established": d.established} for d in r.deltas],
+                "below_zero": r.below_zero, "above_zero": r.above_zero,
+                "within_tolerance": r.within_tolerance},
+            "speedup_geometric_mean": _number(r.speedup),
+            "time_share_of_full": _number(r.time_share),
+        } for r in across.strategies],
     }
 
 

@@ -4,7 +4,7 @@
 
     name: quick
     model: offline-minilm            # or models: [bert-base-cased, roberta-base]
-    dataset: rotten_tomatoes
+    dataset: rotten_tomatoes         # or datasets: (see below)
     recipe: {num_train_epochs: 1, per_device_train_batch_size: 16}
     seeds: 3                         # [42, 43, 44]; or a list: [1, 7, 13]
     learning_rates: [2e-5, 5e-5]     # the grid of strategies that give none
@@ -19,6 +19,14 @@ the time full fine-tuning takes). A strategy parameter given as a list sweeps ov
 cartesian product when several are lists). A parameter that takes a list by nature (``custom``'s
 ``patterns``) is one value when given a list of strings and sweeps only when given a list of
 lists.
+
+A study over several tasks lists ``datasets`` instead of ``dataset`` (with its columns), each item
+a name or a mapping with its columns (:mod:`freezebench.study.datasets`); every (model, dataset) is
+a task, and runs the grid::
+
+    datasets:
+      - rotten_tomatoes
+      - {dataset: glue, dataset_config: sst2, text_column: sentence}
 
 Relative ``model`` and ``dataset`` paths are read relative to the folder ``freezebench`` runs in
 (not the YAML file's folder) and are recorded as written; see :func:`resolve_alias` for the two
@@ -57,6 +65,7 @@ from freezebench.config import (
 from freezebench.errors import ConfigError, StrategyError, did_you_mean
 from freezebench.record import safe_name
 from freezebench.strategies import check_params, get_strategy
+from freezebench.study.datasets import DATASET_KEYS, DatasetEntry, parse_datasets
 from freezebench.study.overrides import apply_settings
 
 logger = logging.getLogger(__name__)
@@ -70,7 +79,7 @@ _OFFLINE_DATASET_FOLDER = Path("shared", "assets", "datasets", "rotten_tomatoes"
 
 # RunConfig fields the study sets itself; every other RunConfig field may go in ``recipe``.
 _STUDY_OWNED = {
-    "model": "model/models", "dataset": "dataset", "dataset_config": "dataset_config",
+    "model": "model/models", "dataset": "dataset/datasets", "dataset_config": "dataset_config",
     "text_column": "text_column", "label_column": "label_column", "encoding": "encoding",
     "text_pair_column": "text_pair_column", "drop_invalid_rows": "drop_invalid_rows",
     "strategy": "strategies", "strategy_params": "strategies[].params",
@@ -126,13 +135,14 @@ class StudyConfig(BaseModel):
     name: str = "study"
     model: str | None = None
     models: list[str] | None = Field(default=None, min_length=1)
-    dataset: str = DEFAULT_DATASET
+    dataset: str | None = None      # default: DEFAULT_DATASET, unless ``datasets`` is given
+    datasets: list[DatasetEntry] | None = Field(default=None, min_length=1)
     dataset_config: str | None = None
     text_column: str | None = None
     label_column: str | None = None
     encoding: str | None = None
     text_pair_column: str | None = None
-    drop_invalid_rows: bool = False
+    drop_invalid_rows: bool | None = None   # default: stop at the first invalid row
     recipe: dict[str, Any] = Field(default_factory=dict)
     seeds: list[StrictInt] | StrictInt = 3
     learning_rates: list[PositiveFloat] = Field(default_factory=lambda: [2e-5], min_length=1)
@@ -154,6 +164,13 @@ class StudyConfig(BaseModel):
     def _recipe(cls, value: Any, info: ValidationInfo) -> Any:
         return check_recipe(value, _source(info))
 
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_entries(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, list):
+            return value
+        return parse_datasets(value, _source(info))
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int] | int) -> list[int] | int:
@@ -168,10 +185,27 @@ class StudyConfig(BaseModel):
         if self.model is not None and self.models is not None:
             raise ConfigError(f"Invalid study in {_source(info)}: give either 'model' or "
                               "'models', not both.")
+        given = [key for key in DATASET_KEYS if getattr(self, key) is not None]
+        if self.datasets is not None and given:
+            raise ConfigError(
+                f"Invalid study in {_source(info)}: give either 'datasets' or 'dataset' (with "
+                f"its columns), not both; move {', '.join(repr(k) for k in given)} into each "
+                "item of 'datasets'.")
         return self
 
     def model_list(self) -> list[str]:
         return list(self.models) if self.models is not None else [self.model or DEFAULT_MODEL]
+
+    def dataset_list(self) -> list[DatasetEntry]:
+        """Each dataset with its columns (the top-level ``dataset`` keys when no ``datasets``)."""
+        if self.datasets is not None:
+            return list(self.datasets)
+        values = {key: getattr(self, key) for key in DATASET_KEYS}
+        return [DatasetEntry(**{**values, "dataset": self.dataset or DEFAULT_DATASET})]
+
+    def task_count(self) -> int:
+        """How many (model, dataset) tasks the study covers."""
+        return len(self.model_list()) * len(self.dataset_list())
 
     def seed_list(self) -> list[int]:
         if isinstance(self.seeds, int):
@@ -238,10 +272,12 @@ def _hub_instead(alias: str, hub_name: str, why: str) -> str:
 
 def resolve_aliases(study: StudyConfig) -> StudyConfig:
     """The study with offline shorthands replaced by paths, seeds and output folder explicit."""
-    update: dict[str, Any] = {
-        "dataset": resolve_alias("dataset", study.dataset),
-        "seeds": study.seed_list(), "output_dir": study.results_dir(),
-    }
+    update: dict[str, Any] = {"seeds": study.seed_list(), "output_dir": study.results_dir()}
+    if study.datasets is not None:
+        update["datasets"] = [entry.model_copy(update={
+            "dataset": resolve_alias("dataset", entry.dataset)}) for entry in study.datasets]
+    else:
+        update["dataset"] = resolve_alias("dataset", study.dataset or DEFAULT_DATASET)
     models = [resolve_alias("model", m) for m in study.model_list()]
     update.update({"model": models[0], "models": None} if len(models) == 1
                   else {"model": None, "models": models})
@@ -251,21 +287,21 @@ def resolve_aliases(study: StudyConfig) -> StudyConfig:
 def expand(study: StudyConfig) -> list[RunConfig]:
     """Every run of the study once, in a stable order.
 
-    Runs that share model and data (model, then seed: seeded subsampling changes the data) come
-    together so the frozen-prefix cache is reused; strategies keep the study's order.
+    Runs that share model and data (model, then dataset, then seed: seeded subsampling changes
+    the data) come together so the frozen-prefix cache is reused; strategies keep the study's
+    order.
     """
     study = resolve_aliases(study)
-    shared = {"dataset": study.dataset, "dataset_config": study.dataset_config,
-              "text_column": study.text_column, "label_column": study.label_column,
-              "encoding": study.encoding, "text_pair_column": study.text_pair_column,
-              "drop_invalid_rows": study.drop_invalid_rows, "output_dir": study.output_dir,
+    shared = {"output_dir": study.output_dir,
               "run_group": study.name, **study.recipe}  # the trackers group runs by study
     configs: dict[str, RunConfig] = {}
-    for model, seed in itertools.product(study.model_list(), study.seed_list()):
+    for model, data, seed in itertools.product(study.model_list(), study.dataset_list(),
+                                               study.seed_list()):
         for index, entry in enumerate(study.strategies):
             for params in entry.variants():
                 for lr in entry.learning_rates or study.learning_rates:
-                    values = {**shared, **entry.recipe, "model": model, "seed": seed,
+                    values = {**shared, **data.run_values(), **entry.recipe, "model": model,
+                              "seed": seed,
                               "strategy": entry.name, "strategy_params": params,
                               "learning_rate": lr}
                     if values.get("select_checkpoint") == "best":  # chosen as the report does

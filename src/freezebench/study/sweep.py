@@ -95,8 +95,8 @@ def run_sweep(
     pending = [config for config in configs if run_id(config) not in done]
     summary = SweepSummary(planned=len(configs), skipped=len(configs) - len(pending),
                            output_dir=out)
-    _say(progress, f"study {study.name}: {summary.planned} runs planned, {summary.skipped} "
-                   f"already completed, {len(pending)} to run -> {out}")
+    _say(progress, f"study {study.name}: {task_words(study)}, {summary.planned} runs planned, "
+                   f"{summary.skipped} already completed, {len(pending)} to run -> {out}")
     with WorkBar(pending, desc=f"sweep {study.name}", enabled=None if progress else False
                  ) as bar:
 
@@ -167,11 +167,21 @@ def plan_sweep(study: StudyConfig, *, output_dir: str | Path | None = None,
     study = resolve_aliases(study)
     done = results.completed_ids(study.results_dir())
     ids = [(run_id(config), config) for config in select_runs(expand(study), only)]
-    return [{"id": rid, "strategy": config.strategy,
+    return [{"id": rid, "model": config.model, "dataset": config.dataset,
+             "dataset_config": config.dataset_config, "strategy": config.strategy,
              "strategy_label": strategy_label(config.strategy, config.strategy_params),
              "strategy_params": config.strategy_params, "learning_rate": config.learning_rate,
              "seed": config.seed, "status": "done" if rid in done else "pending"}
             for rid, config in ids]
+
+
+def task_words(study: StudyConfig) -> str:
+    """``"1 task"`` or ``"6 tasks (2 models x 3 datasets)"``: what the study covers."""
+    models, datasets = len(study.model_list()), len(study.dataset_list())
+    if models * datasets == 1:
+        return "1 task"
+    return (f"{models * datasets} tasks ({models} model{'s' * (models > 1)} x {datasets} "
+            f"dataset{'s' * (datasets > 1)})")
 
 
 def quarantine_unreadable(output_dir: str | Path) -> list[Path]:
