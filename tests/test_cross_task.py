@@ -229,3 +229,33 @@ def test_the_dry_run_counts_the_tasks_and_names_each_run_s_task(two_tasks, tmp_p
     assert result.exit_code == 0, result.output
     assert "2 runs planned over 2 tasks, 2 pending" in result.output
     assert "task" in result.output and "topics" in result.output  # rich may wrap the cell
+
+
+def as_regression(made: dict, pearson: float) -> dict:
+    """A fixture record turned into a regression's: Pearson's r in place of the class metrics."""
+    made["data"]["problem_type"] = "regression"
+    for split in ("test", "validation"):
+        made["metrics"][split].update(pearson=pearson, spearman=pearson, mse=1 - pearson,
+                                      accuracy=None, f1=None, f1_macro=None, precision=None,
+                                      recall=None)
+    for point in made.get("history") or []:
+        for split in ("validation", "test"):
+            if point.get(split):
+                point[split].update(pearson=pearson, spearman=pearson, f1_macro=None)
+    return made
+
+
+def test_a_classification_and_a_regression_task_are_each_decided_in_their_own_metric():
+    offsets = {"full": 0.0, "bottom": -0.002, "head": -0.10}
+    classes = task("d1", offsets, SECONDS)
+    scores = [as_regression(r, r["metrics"]["test"]["f1_macro"] - 0.2)
+              for r in task("d2", offsets, SECONDS)]
+    studies = analyze(classes + scores)
+    assert [(s.dataset, s.metric) for s in studies] == [("d1", "f1_macro"), ("d2", "pearson")]
+    regression = studies[1].summary.set_index("strategy_label")
+    assert regression.loc["full", "quality_mean"] == pytest.approx(0.64)
+    result = cross_task(studies)
+    assert result.metric is None
+    assert by_label(result)["head"].mean_delta == pytest.approx(-10.0)
+    with pytest.raises(Exception, match="does not score"):
+        analyze(scores, metric="f1_macro")
