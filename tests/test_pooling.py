@@ -226,3 +226,17 @@ def test_a_mean_pooled_run_saved_as_delta_loads_back_and_predicts_as_the_run(
     assert isinstance(model, PooledClassifier) and model.pooling == "mean"
     assert_same_as_the_runs_evaluation(_probabilities(model, tokenizer),
                                        record.data.label_names, record)
+
+
+def test_the_reports_setup_names_a_pooling_other_than_the_own_head():
+    from freezebench.report.sections import _pooling_lines
+
+    def record(mode, own_head, reason):
+        return {"params": {"pooling": {"mode": mode, "own_head": own_head, "reason": reason}}}
+
+    records = [record("mean", False, "auto: the sentence-transformers pooling config says mean"),
+               record("cls", True, "asked for"), {"params": {}}]
+    assert _pooling_lines(records) == [
+        "- **Pooling**: mean (auto: the sentence-transformers pooling config says mean); not "
+        "the architecture's own head"]
+    assert _pooling_lines(records[1:]) == []
