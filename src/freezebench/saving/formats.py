@@ -55,7 +55,8 @@ def check_saveable(config: RunConfig, pooling: PoolingChoice) -> None:
             f"This run's head reads the '{pooling.mode}' pooling ({pooling.reason}), which the "
             f"stock {config.model!r} classification model cannot reproduce, so it cannot be "
             "saved as a whole 'pretrained' model. Use --save-format delta (load it with "
-            "freezebench.load_finetuned), or --pooling auto/the architecture's own head.")
+            "freezebench.load_finetuned), or the --pooling of the architecture's own head "
+            "(`freezebench ls architectures`).")
 
 
 def trained_tensors(model: PreTrainedModel, trained: set[str]) -> dict[str, torch.Tensor]:
