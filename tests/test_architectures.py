@@ -206,5 +206,5 @@ def test_a_deberta_with_a_convolution_is_refused_with_the_reason():
 def test_packed_rows_of_examples_in_any_order_place_each_one_once():
     lengths = np.array(LENGTHS)
     packing = Packing.first_fit(list(lengths))
-    last = packing.first_tokens(torch.device("cpu"), "last")
+    last = packing.readout(torch.device("cpu"), "last")
     assert torch.equal(last.starts - packing.starts, torch.tensor(lengths) - 1)

@@ -121,7 +121,7 @@ def test_packed_batches_give_the_logits_of_padded_ones(tokenizer, tiny_model_dir
     lengths = inputs.lengths
     inputs.cached = CachedStates(
         torch.cat([states[row, :n] for row, n in enumerate(lengths)]),
-        torch.tensor(np.concatenate([[0], np.cumsum(lengths)])), cls_only=False)
+        torch.tensor(np.concatenate([[0], np.cumsum(lengths)])), pooled=False)
     from_cache = {p: make_batch(inputs, indices, packed=p) for p in (False, True)}
     with torch.no_grad():
         assert torch.allclose(forward_logits(staged, from_cache[True], 2),

@@ -15,7 +15,7 @@ def _entry(rows: int, width: int = 8, dtype=torch.float32, seed: int = 0) -> Cac
     """``rows`` examples of 3 positions each."""
     generator = torch.Generator().manual_seed(seed)
     states = torch.randn(rows * 3, width, generator=generator).to(dtype)
-    return CachedStates(states, torch.arange(0, rows * 3 + 1, 3), cls_only=False)
+    return CachedStates(states, torch.arange(0, rows * 3 + 1, 3), pooled=False)
 
 
 def test_memory_budget_evicts_the_least_recently_used():

@@ -11,8 +11,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from freezebench.engine.batching import Batch, Packing, forward_logits
 from freezebench.model.dropout import use_numpy_dropout
-from freezebench.model.first_token import FirstTokens
 from freezebench.model.layer_map import build_layer_map
+from freezebench.model.readout import TokenReadout
 from freezebench.model.staged import StagedForward, computes_first_token_only
 
 from .conftest import build_tiny_model
@@ -142,7 +142,7 @@ def test_first_tokens_cut_a_packed_mask_to_each_examples_query_row():
     packing = Packing.first_fit([3, 2, 4, 1])
     segments = packing.segments()
     mask = segments[:, None, :, None] == segments[:, None, None, :]
-    first = packing.first_tokens(torch.device("cpu"))
+    first = packing.readout(torch.device("cpu"))
     cut = first.mask_rows(mask)
     assert cut.shape == (4, 1, 1, packing.width)
     for example, length in enumerate(packing.lengths):
@@ -151,6 +151,6 @@ def test_first_tokens_cut_a_packed_mask_to_each_examples_query_row():
         start = int(packing.starts[example])
         assert row[start: start + length].all()
     padded = torch.ones(2, 1, 5, 5, dtype=torch.bool)
-    assert FirstTokens().mask_rows(padded).shape == (2, 1, 1, 5)
-    assert FirstTokens().mask_rows(None) is None
+    assert TokenReadout().mask_rows(padded).shape == (2, 1, 1, 5)
+    assert TokenReadout().mask_rows(None) is None
 

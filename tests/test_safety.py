@@ -247,7 +247,7 @@ def test_pickle_weights_are_never_loaded(tiny_model_dirs, tmp_path):
 def test_the_prefix_cache_refuses_pickled_arrays(tmp_path, caplog):
     marker = tmp_path / "unpickled"
     store = PrefixCacheStore(10**8, tmp_path / "cache")
-    entry = CachedStates(torch.ones(5, 4), torch.tensor([0, 2, 5]), cls_only=False)
+    entry = CachedStates(torch.ones(5, 4), torch.tensor([0, 2, 5]), pooled=False)
     store.put("key", entry)
     assert torch.equal(PrefixCacheStore(10**8, tmp_path / "cache").get("key").states,
                        entry.states)

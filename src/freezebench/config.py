@@ -29,6 +29,7 @@ BestMetric = Literal["accuracy", "f1", "f1_macro", "precision", "recall", "pears
 # transformers' config.problem_type names; auto: regression for a float label with a fraction
 ProblemType = Literal["auto", "classification", "regression"]
 SaveFormat = Literal["pretrained", "delta"]
+Pooling = Literal["auto", "cls", "mean", "last"]
 ReportTo = Literal["none", "tensorboard", "mlflow", "wandb", "all"]
 
 # Fields that say where output goes or how chatty a run is; they do not change what a run
@@ -85,6 +86,11 @@ class RunConfig(BaseModel):
     strategy_params: dict[str, Any] = Field(
         default_factory=dict, description="Strategy parameter key=value (repeatable).",
         json_schema_extra={"option": "--strategy-param"})
+    pooling: Pooling = Field(
+        "auto", description="What the head reads of the last hidden states: the first token "
+                            "(cls), the last real one (last, decoders), the mean over the "
+                            "tokens (mean); auto: the architecture's own head, or mean for a "
+                            "sentence-transformers checkpoint that pools by mean.")
 
     # the recipe (the study's: lr 2e-5, batch 16, 1 epoch, weight decay 0.01)
     learning_rate: float = Field(2e-5, gt=0, le=1.0, description="Peak learning rate (AdamW).")

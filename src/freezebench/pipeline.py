@@ -73,6 +73,7 @@ from freezebench.model.loading import (
     load_tokenizer,
     set_padding,
 )
+from freezebench.model.pooling import PoolingChoice, apply_pooling, resolve_pooling
 from freezebench.model.staged import StagedForward, computes_first_token_only
 from freezebench.record import (
     DataSummary,
@@ -81,6 +82,7 @@ from freezebench.record import (
     HistoryEntry,
     Metrics,
     ParamsSummary,
+    PoolingUsed,
     PrefixBuild,
     RunError,
     RunRecord,
@@ -92,7 +94,7 @@ from freezebench.record import (
     now,
     stopped_record,
 )
-from freezebench.saving import hub_repo, push_folder, save_finetuned
+from freezebench.saving import check_saveable, hub_repo, push_folder, save_finetuned
 from freezebench.strategies import FreezePlan, check_params
 from freezebench.trackers import Tracking
 
@@ -171,6 +173,7 @@ class Prepared:
     plan: FreezePlan
     inputs: dict[str, SplitInputs]
     max_length: int
+    pooling: PoolingChoice
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -189,6 +192,9 @@ def prepare(config: RunConfig) -> Prepared:
                        seed=config.seed, revision=config.revision,
                        trust_remote_code=config.trust_remote_code)
     set_padding(tokenizer, model)
+    pooling = resolve_pooling(config.pooling, config.model, model, revision=config.revision)
+    check_saveable(config, pooling)
+    apply_pooling(model, pooling.mode)
     model, layer_map, plan = planned(model, config.strategy, config.strategy_params)
     limit = check_max_length(model, resolve_max_length(tokenizer, config.max_length),
                              requested=config.max_length is not None)
@@ -196,7 +202,7 @@ def prepare(config: RunConfig) -> Prepared:
     collator = DataCollatorWithPadding(tokenizer)
     inputs = {split: SplitInputs(tokenized[split], collator) for split in SPLITS}
     max_length = max(int(inputs[s].lengths.max()) for s in SPLITS)
-    return Prepared(task, tokenizer, model, layer_map, plan, inputs, max_length)
+    return Prepared(task, tokenizer, model, layer_map, plan, inputs, max_length, pooling)
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,7 @@ def _execute(config: RunConfig, started: RunRecord, parallel: DataParallel,
         "data": _data_summary(prepared),
         # an adaptive plan's frozen prefix at the end: every unit it froze
         "params": _params(model, layer_map, plan, boundary + len(outcome.freezing),
-                          outcome.optimizer_state_bytes),
+                          outcome.optimizer_state_bytes, prepared.pooling),
         "metrics": Metrics(validation=selected.validation, test=selected.test,
                            selected_step=selected.step),
         "efficiency": run_efficiency,
@@ -336,7 +342,7 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
         data_fingerprint=prepared.task.fingerprint,
         tokenizer=type(prepared.tokenizer).__name__ + ":" + str(prepared.tokenizer.vocab_size),
         max_length=context.config.max_length or 0, precision=context.precision,
-        device_type=context.device.type,
+        device_type=context.device.type, pooling=staged.pooling,
     )
     outcome = prefix_states(staged=staged, splits=prepared.inputs, boundary=boundary,
                             store=shared_store(context.config.cache_dir), context=key,
@@ -426,7 +432,7 @@ def _label_counts(task: TaskData, split: str) -> dict[str, int]:
 
 
 def _params(model: PreTrainedModel, layer_map: LayerMap, plan: FreezePlan, boundary: int,
-            state_bytes: int) -> ParamsSummary:
+            state_bytes: int, pooling: PoolingChoice) -> ParamsSummary:
     trainable, total = count_parameters(model)
     ever = plan.ever_trainable()
     sizes = {name: (p.numel(), p.element_size()) for name, p in model.named_parameters()}
@@ -439,4 +445,5 @@ def _params(model: PreTrainedModel, layer_map: LayerMap, plan: FreezePlan, bound
         units=[UnitParams(unit=unit, params=sum(sizes[n][0] for n in names),
                           trainable=sum(sizes[n][0] for n in names if n in ever))
                for unit, names in layer_map.units()],
+        pooling=PoolingUsed(mode=pooling.mode, own_head=pooling.own_head, reason=pooling.reason),
     )

@@ -89,6 +89,15 @@ class UnitParams(_Block):
     trainable: int = Field(description="of those, the ones that train at some point of the run")
 
 
+class PoolingUsed(_Block):
+    """What the classification head read of the last hidden states."""
+
+    mode: str = Field(description="cls (each example's first token), last (its last real "
+                                  "token) or mean (the mean over its real tokens)")
+    own_head: bool = Field(description="whether the architecture's own head reads this way")
+    reason: str = Field(description="why: asked for, or what auto found")
+
+
 class ParamsSummary(_Block):
     """What trains."""
 
@@ -103,6 +112,8 @@ class ParamsSummary(_Block):
     frozen_prefix: str = Field(description="units that run in inference mode without autograd, "
                                            "e.g. embeddings+blocks[0:3]")
     units: list[UnitParams] = Field(description="bottom to top")
+    pooling: PoolingUsed | None = Field(None, description="what the head read (absent in "
+                                                          "records from before the setting)")
 
 
 class SplitMetrics(_Block):

@@ -17,7 +17,7 @@ from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
 from freezebench.engine.prefix_cache import CachedStates
-from freezebench.model.first_token import FirstTokens
+from freezebench.model.readout import MeanReadout, Readout, TokenReadout, padded_readout
 from freezebench.model.staged import StagedForward
 
 
@@ -88,19 +88,26 @@ class Packing:
         """``[rows, width]``: each token's position within its example (padding: 0)."""
         return self.pack([torch.arange(n) for n in self.lengths])
 
+    def owners(self) -> torch.Tensor:
+        """``[rows, width]``: the example at each position (padding: -1)."""
+        return self.pack([torch.full((n,), i) for i, n in enumerate(self.lengths)], fill=-1)
+
     def segments(self) -> torch.Tensor:
         """``[rows, width]``: the example at each position; each padding position an id of its
         own, so it attends to itself alone (a query with nothing to attend to would give NaN)."""
         padding = torch.arange(self.num_rows * self.width).view(self.num_rows, self.width)
-        owner = self.pack([torch.full((n,), i) for i, n in enumerate(self.lengths)], fill=-1)
+        owner = self.owners()
         return torch.where(owner >= 0, owner, padding + len(self.lengths))
 
-    def first_tokens(self, device: torch.device, pooling: str = "first") -> FirstTokens:
-        """Where the head reads each example: its first position, or its last (``pooling``)."""
+    def readout(self, device: torch.device, pooling: str = "cls") -> Readout:
+        """What the head reads of each example: its first position, its last, or the mean over
+        its positions (``pooling``)."""
+        if pooling == "mean":
+            return MeanReadout(self.owners().to(device), torch.tensor(self.lengths).to(device))
         starts = self.starts
         if pooling == "last":
             starts = starts + torch.tensor(self.lengths) - 1
-        return FirstTokens(self.rows.to(device), starts.to(device))
+        return TokenReadout(self.rows.to(device), starts.to(device))
 
 
 @dataclass
@@ -147,24 +154,24 @@ class Batch:
     positions: torch.Tensor | None = None
     segments: torch.Tensor | None = None
 
-    def first_tokens(self, pooling: str = "first") -> FirstTokens:
-        """Where the token the head reads sits in the rows: each example's first, or with
-        ``pooling="last"`` its last real one (rows are padded on the right)."""
+    def readout(self, pooling: str = "cls") -> Readout:
+        """What the head reads in the rows (padded on the right, or packed): each example's
+        first token (``cls``), its last real one (``last``) or the mean over its tokens
+        (``mean``)."""
         device = self.labels.device
         if self.packing is not None:
-            return self.packing.first_tokens(device, pooling)
-        if pooling == "first":
-            return FirstTokens()
+            return self.packing.readout(device, pooling)
+        if pooling == "cls":
+            return TokenReadout()
         assert self.attention_mask is not None
-        rows = torch.arange(len(self.attention_mask), device=device)
-        return FirstTokens(rows, self.attention_mask.sum(1).to(device) - 1)
+        return padded_readout(pooling, self.attention_mask.to(device))
 
 
 def make_batch(inputs: SplitInputs, indices: list[int], *, packed: bool) -> Batch:
     """The batch of ``indices`` on the CPU; ``packed`` shares rows between examples."""
     labels = inputs.labels[indices]
     cached = inputs.cached
-    if not packed or (cached is not None and cached.cls_only):  # one position each: no padding
+    if not packed or (cached is not None and cached.pooled):  # one vector each: no padding
         if cached is not None:
             hidden, mask = cached.batch(indices)
             return Batch(labels, hidden=hidden, attention_mask=mask)
@@ -201,14 +208,16 @@ def iter_batches(inputs: SplitInputs, order: list[list[int]], device: torch.devi
 def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.Tensor:
     """Logits for a batch whose frozen prefix ends at ``boundary`` (cached or recomputed).
 
-    The last block computes the tokens the head reads alone. An architecture that is not staged
-    runs whole from the tokens (its batches are padded and never cached).
+    The last block gives what the head reads (one token, computed alone where it can be, or the
+    mean over each example's tokens); cached states after the last block are that already. An
+    architecture that is not staged runs whole from the tokens (its batches are padded and never
+    cached).
     """
     if not staged.staged:
         assert batch.tokens is not None and batch.packing is None
         return staged.whole(batch.tokens)
     top = staged.num_boundaries
-    first = batch.first_tokens(staged.pooling)
+    read = batch.readout(staged.pooling)
     runs_last_block = batch.hidden is None or boundary < top
     hidden = batch.hidden
     inputs = None
@@ -218,12 +227,12 @@ def forward_logits(staged: StagedForward, batch: Batch, boundary: int) -> torch.
             inputs = staged.block_inputs(hidden, batch.attention_mask, batch.segments,
                                          batch.positions)
             boundary = max(boundary, 1)  # the embeddings' output
-            hidden = staged.run_blocks(hidden, inputs, 0, boundary - 1, first)
+            hidden = staged.run_blocks(hidden, inputs, 0, boundary - 1, read)
     if boundary < top:
         if inputs is None:
             inputs = staged.block_inputs(hidden, batch.attention_mask, batch.segments,
                                          batch.positions)
-        hidden = staged.run_blocks(hidden, inputs, boundary - 1, top - 1, first)
-    if not runs_last_block:  # cached states after the last block
-        hidden = first.gather(hidden)
+        hidden = staged.run_blocks(hidden, inputs, boundary - 1, top - 1, read)
+    if not runs_last_block:  # cached after the last block: one pooled vector per example
+        hidden = hidden[:, :1]
     return staged.head(hidden)

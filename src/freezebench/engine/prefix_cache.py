@@ -3,14 +3,15 @@
 Frozen bottom units run in inference mode (no dropout, no autograd), so their output is a pure
 function of the input tokens. The cache stores, per split, the hidden states at a unit boundary
 for every example, unpadded and packed (``states[offsets[i]:offsets[i+1]]`` is example ``i``).
-At the top boundary (all blocks frozen) only position 0 is kept, the one every head reads.
+At the top boundary (all blocks frozen) one vector per example is kept, what the head reads of it
+(its first or last token, or the mean over its tokens: the run's pooling, part of the key).
 
 Entries are keyed by everything that determines them: the backbone's weights, the data's
-fingerprint, the tokenizer and maximum length, the split, the boundary, the dtype and the device
-type. A deeper boundary is built from the deepest shallower one already cached, so a sweep over
-``bottom`` depths makes one pass over the data. Entries live in memory up to a byte budget and,
-with a cache folder, in ``.npy`` files that are memory-mapped back (plain arrays, never pickles);
-without one, an entry too big for the budget goes to a temporary folder the same way.
+fingerprint, the tokenizer and maximum length, the split, the boundary, the dtype, the device type
+and the pooling. A deeper boundary is built from the deepest shallower one already cached, so a
+sweep over ``bottom`` depths makes one pass over the data. Entries live in memory up to a byte
+budget and, with a cache folder, in ``.npy`` files that are memory-mapped back (plain arrays, never
+pickles); without one, an entry too big for the budget goes to a temporary folder the same way.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class CachedStates:
 
     states: torch.Tensor    # [total_positions, hidden]
     offsets: torch.Tensor   # [examples + 1], int64
-    cls_only: bool
+    pooled: bool            # one vector per example (after the last block)
     builds: tuple[Build, ...] = ()
 
     @property
@@ -153,7 +154,7 @@ def save_entry(folder: Path, key: str, entry: CachedStates) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, array, allow_pickle=False)
         os.replace(tmp, path)
-    meta = {"dtype": str(entry.states.dtype).removeprefix("torch."), "cls_only": entry.cls_only,
+    meta = {"dtype": str(entry.states.dtype).removeprefix("torch."), "pooled": entry.pooled,
             "builds": [dataclasses.asdict(build) for build in entry.builds]}
     tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(meta))
@@ -175,7 +176,8 @@ def load_entry(folder: Path, key: str) -> CachedStates | None:
     if meta["dtype"] == "bfloat16":
         states = states.view(torch.bfloat16)
     builds = tuple(Build(**build) for build in meta.get("builds", []))
-    return CachedStates(states, offsets, bool(meta["cls_only"]), builds)
+    pooled = meta["pooled"] if "pooled" in meta else meta["cls_only"]  # older entries
+    return CachedStates(states, offsets, bool(pooled), builds)
 
 
 def default_memory_budget() -> int:

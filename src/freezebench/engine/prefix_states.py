@@ -29,6 +29,7 @@ class PrefixContext:
     max_length: int
     precision: str
     device_type: str
+    pooling: str                    # what the states after the last block hold
 
     def key(self, split: str, boundary: int) -> str:
         """Depends only on the units below ``boundary`` (adapters above it do not matter)."""
@@ -82,7 +83,7 @@ def _deepest_below(store: PrefixCacheStore, context: PrefixContext, split: str, 
                    ) -> tuple[int, CachedStates | None]:
     for candidate in range(boundary - 1, 0, -1):
         entry = store.get(context.key(split, candidate))
-        if entry is not None and not entry.cls_only:
+        if entry is not None and not entry.pooled:
             return candidate, entry
     return 0, None
 
@@ -91,8 +92,9 @@ def build_states(
     staged: StagedForward, inputs: SplitInputs, boundary: int, device: torch.device,
     precision: str, *, start: CachedStates | None = None, start_boundary: int = 0,
 ) -> CachedStates:
-    """Run the frozen prefix over a split in inference mode and pack the unpadded states."""
-    cls_only = boundary == staged.num_boundaries  # the head reads one token of each alone
+    """Run the frozen prefix over a split in inference mode and pack the unpadded states; after
+    the last block, what the head reads of each example (one token, or the mean)."""
+    pooled = boundary == staged.num_boundaries
     order = batch_order(inputs.lengths, _BUILD_BATCH, shuffle=False, seed=0, epoch=0,
                         group_by_length=True)
     source = SplitInputs(inputs.dataset, inputs.collator, cached=start)
@@ -103,19 +105,19 @@ def build_states(
         module.eval()
     with torch.inference_mode(), autocast(device, precision):
         for indices, batch in zip(order, iter_batches(source, order, device), strict=True):
-            first = batch.first_tokens(staged.pooling) if cls_only else None
+            read = batch.readout(staged.pooling) if pooled else None
             if batch.hidden is not None:
                 block_inputs = staged.block_inputs(batch.hidden, batch.attention_mask)
                 hidden = staged.run_blocks(batch.hidden, block_inputs, start_boundary - 1,
-                                           boundary - 1, first)
+                                           boundary - 1, read)
             else:
-                hidden = staged.to_boundary(batch.tokens, boundary, first=first)
+                hidden = staged.to_boundary(batch.tokens, boundary, read=read)
             hidden = hidden.cpu()
             for row, index in enumerate(indices):
-                length = 1 if cls_only else int(inputs.lengths[index])
+                length = 1 if pooled else int(inputs.lengths[index])
                 pieces[index] = hidden[row, :length].clone()
     for module, mode in zip(modules, modes, strict=True):
         module.train(mode)
     ordered = [pieces[i] for i in range(len(inputs.lengths))]
     sizes = torch.tensor([0] + [len(p) for p in ordered])
-    return CachedStates(torch.cat(ordered), torch.cumsum(sizes, 0), cls_only)
+    return CachedStates(torch.cat(ordered), torch.cumsum(sizes, 0), pooled)

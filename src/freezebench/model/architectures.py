@@ -42,6 +42,12 @@ def _bert_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.dropout(pooled))
 
 
+def _bert_head_without_pooler(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """BERT's classifier straight on a mean-pooled vector: its pooler reads the first token and
+    was trained (next-sentence prediction) for that; a mean-pooling checkpoint never used it."""
+    return model.classifier(model.dropout(hidden[:, 0]))
+
+
 def _classifier_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """RoBERTa's and ELECTRA's classification heads read the first token themselves."""
     return model.classifier(hidden)
@@ -94,9 +100,13 @@ class ArchitectureSpec:
     # projections that still act on every token there (parameter-name prefixes within a block)
     first_token_block: FirstTokenBlockFn | None = None
     key_value_projections: tuple[str, ...] = ()
-    # which token of each example the head reads: the first (encoders) or the last real one
+    # which token of each example the own head reads: the first (encoders) or the last real one
     # (decoders' *ForSequenceClassification)
-    pooling: Literal["first", "last"] = "first"
+    pooling: Literal["cls", "last"] = "cls"
+    # the head on a mean-pooled vector, where it is not head_fn: it skips the pretrained pooler
+    # (BERT's first-token pooler), whose parameters then belong to no unit that runs. None: the
+    # head (and a decoder's final norm) reads the mean as it reads one token
+    mean_head_fn: HeadFn | None = None
     causal: bool = False
     embed_fn: EmbedFn | None = None        # None: the one embeddings module, BERT-style
     extras_fn: ExtrasFn | None = None      # keyword arguments every block takes
@@ -175,6 +185,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         attention_projections=("query", "value"),
         all_projections=("query", "key", "value", "attention.output.dense"),
         head_fn=_bert_head,
+        mean_head_fn=_bert_head_without_pooler,
         uses_token_type_ids=True,
         first_token_block=bert_first_token_block,
         key_value_projections=("attention.self.key.", "attention.self.value."),
@@ -278,7 +289,8 @@ def describe_architectures() -> list[dict[str, Any]]:
     """What each mapped architecture supports, for ``freezebench ls architectures``."""
     return [{"model_type": model_type, "staged": spec.staged,
              "cut_last_block": spec.first_token_block is not None,
-             "packing": spec.packs, "pooling": spec.pooling if spec.staged else "model's own",
+             "packing": spec.packs,
+             "pooling": spec.pooling if spec.staged else "classifier_pooling",
              "lora_targets": list(spec.attention_projections),
              "lora_targets_all": list(spec.all_projections), "note": spec.note}
             for model_type, spec in ARCHITECTURES.items()]

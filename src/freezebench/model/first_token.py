@@ -1,19 +1,21 @@
-"""The last block of an encoder computed at the first tokens alone.
+"""The last block computed at the one token of each example that the head reads.
 
-The classification heads of the mapped architectures read one position of the last hidden states,
-each example's first token. So the last block needs its keys and values at every position, but its
-query, attention output and feed-forward layers only at the first tokens: these functions run a
-block that way, with the block's own modules, attention function and dropout, and give the same
-outputs at those positions as the whole block, with a fraction of its arithmetic (what remains
-per token is its key and value projections). :class:`~freezebench.model.staged.StagedForward` uses
-them for the last block where the architecture names one (``ArchitectureSpec.first_token_block``).
+Under ``cls`` or ``last`` pooling the classification head reads one position of the last hidden
+states in each example (its first token, or a decoder's last real one:
+:class:`~freezebench.model.readout.TokenReadout`). So the last block needs its keys and values at
+every position, but its query, attention output and feed-forward layers only at those tokens: these
+functions run a block that way, with the block's own modules, attention function and dropout, and
+give the same outputs at those positions as the whole block, with a fraction of its arithmetic
+(what remains per token is its key and value projections).
+:class:`~freezebench.model.staged.StagedForward` uses them for the last block where the
+architecture names one (``ArchitectureSpec.first_token_block``). Under ``mean`` pooling the head
+reads every token, and the last block runs whole.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,44 +23,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from freezebench.model.dropout import ATTENTION as NUMPY_DROPOUT_ATTENTION
 from freezebench.model.families import BlockInputs
+from freezebench.model.readout import TokenReadout
 
 # attention implementations whose functions take a dense (or no) mask of shape [batch, 1, q, k]
 DENSE_MASK_ATTENTION = ("eager", "sdpa", NUMPY_DROPOUT_ATTENTION)
-
-
-@dataclass(frozen=True)
-class FirstTokens:
-    """Where the token a classification head reads sits in each example: its first token
-    (encoders), or its last real one (decoders, whose heads read the last token; the name keeps
-    the encoders' case).
-
-    ``rows[i]``, ``starts[i]``: example ``i``'s row and that token's position there (packed rows
-    hold several examples); ``None`` for padded rows, one example each, read at position 0.
-    """
-
-    rows: torch.Tensor | None = None
-    starts: torch.Tensor | None = None
-
-    def gather(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[examples, 1, ...]``: the first token of each example of ``hidden`` ``[rows, width,
-        ...]``."""
-        if self.rows is None:
-            return hidden[:, :1]
-        return hidden[self.rows, self.starts].unsqueeze(1)
-
-    def row_of_each(self, states: torch.Tensor) -> torch.Tensor:
-        """``states`` ``[rows, ...]`` repeated for each example of a row."""
-        return states if self.rows is None else states[self.rows]
-
-    def mask_rows(self, mask: torch.Tensor | None) -> torch.Tensor | None:
-        """An attention mask ``[rows, 1, queries, keys]`` cut to the first tokens' queries."""
-        if mask is None:
-            return None
-        if mask.shape[-2] == 1:  # one row for every query
-            return self.row_of_each(mask)
-        if self.rows is None:
-            return mask[:, :, :1]
-        return mask[self.rows, :, self.starts].unsqueeze(2)
 
 
 def _attention_function(attention: nn.Module) -> Callable:
@@ -70,7 +38,7 @@ def _attention_function(attention: nn.Module) -> Callable:
 
 def _attend_first_tokens(
     attention: nn.Module, query: nn.Module, key: nn.Module, value: nn.Module,
-    hidden: torch.Tensor, mask: torch.Tensor | None, first: FirstTokens,
+    hidden: torch.Tensor, mask: torch.Tensor | None, read: TokenReadout,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention of each example's first token over its row, with the module's own
     projections, attention function and dropout: ``(first-token states, attention output)``, both
@@ -80,36 +48,36 @@ def _attend_first_tokens(
     def heads(states: torch.Tensor) -> torch.Tensor:
         return states.view(*states.shape[:2], -1, head_size).transpose(1, 2)
 
-    queries = first.gather(hidden)
-    keys = first.row_of_each(heads(key(hidden)))
-    values = first.row_of_each(heads(value(hidden)))
+    queries = read.gather(hidden)
+    keys = read.row_of_each(heads(key(hidden)))
+    values = read.row_of_each(heads(value(hidden)))
     output, _ = _attention_function(attention)(
-        attention, heads(query(queries)), keys, values, first.mask_rows(mask),
+        attention, heads(query(queries)), keys, values, read.mask_rows(mask),
         dropout=attention.dropout.p if attention.training else 0.0, scaling=attention.scaling)
     return queries, output.reshape(len(queries), 1, -1)
 
 
 def bert_first_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
-                           first: FirstTokens) -> torch.Tensor:
+                           read: TokenReadout) -> torch.Tensor:
     """``BertLayer`` (and RoBERTa's, ELECTRA's) at the first tokens only."""
     attention = block.attention.self
     queries, context = _attend_first_tokens(attention, attention.query, attention.key,
-                                            attention.value, hidden, inputs.mask, first)
+                                            attention.value, hidden, inputs.mask, read)
     return block.feed_forward_chunk(block.attention.output(context, queries))
 
 
 def distilbert_first_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
-                                 first: FirstTokens) -> torch.Tensor:
+                                 read: TokenReadout) -> torch.Tensor:
     """DistilBERT's ``TransformerBlock`` at the first tokens only."""
     attention = block.attention
     queries, context = _attend_first_tokens(attention, attention.q_lin, attention.k_lin,
-                                            attention.v_lin, hidden, inputs.mask, first)
+                                            attention.v_lin, hidden, inputs.mask, read)
     attended = block.sa_layer_norm(attention.out_lin(context) + queries)
     return block.output_layer_norm(block.ffn(attended) + attended)
 
 
 def rotary_last_token_block(block: nn.Module, hidden: torch.Tensor, inputs: BlockInputs,
-                            first: FirstTokens) -> torch.Tensor:
+                            read: TokenReadout) -> torch.Tensor:
     """A Llama-style decoder layer (Llama, Qwen2, Qwen3, Mistral) at the last real tokens only,
     the ones its head reads: keys and values (normalised per head, rotated to their positions)
     at every position, the query, attention output and MLP at those tokens alone."""
@@ -118,7 +86,7 @@ def rotary_last_token_block(block: nn.Module, hidden: torch.Tensor, inputs: Bloc
     cos, sin = (table.expand(len(hidden), -1, -1) for table in
                 inputs.extras["position_embeddings"])
     normed = block.input_layernorm(hidden)
-    queries = first.gather(normed)
+    queries = read.gather(normed)
 
     def heads(projection: nn.Module, norm: str | None, states: torch.Tensor) -> torch.Tensor:
         states = projection(states).view(*states.shape[:2], -1, attention.head_dim)
@@ -127,16 +95,16 @@ def rotary_last_token_block(block: nn.Module, hidden: torch.Tensor, inputs: Bloc
         return states.transpose(1, 2)
 
     query, _ = rotate(*(2 * [heads(attention.q_proj, "q_norm", queries)]),
-                      first.gather(cos), first.gather(sin))
+                      read.gather(cos), read.gather(sin))
     _, keys = rotate(*(2 * [heads(attention.k_proj, "k_norm", normed)]), cos, sin)
     values = heads(attention.v_proj, None, normed)
     output, _ = _attention_function(attention)(
-        attention, query, first.row_of_each(keys), first.row_of_each(values),
-        first.mask_rows(inputs.mask),
+        attention, query, read.row_of_each(keys), read.row_of_each(values),
+        read.mask_rows(inputs.mask),
         dropout=attention.attention_dropout if attention.training else 0.0,
         scaling=attention.scaling)
-    attended = first.gather(hidden) + attention.o_proj(output.reshape(len(query), 1, -1))
+    attended = read.gather(hidden) + attention.o_proj(output.reshape(len(query), 1, -1))
     return attended + block.mlp(block.post_attention_layernorm(attended))
 
 
-FirstTokenBlockFn = Callable[[nn.Module, torch.Tensor, BlockInputs, FirstTokens], torch.Tensor]
+FirstTokenBlockFn = Callable[[nn.Module, torch.Tensor, BlockInputs, TokenReadout], torch.Tensor]

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 
 from freezebench.errors import ModelError
 from freezebench.model.architectures import ArchitectureSpec, architecture_of
+from freezebench.model.pooling import pooling_of
 
 
 @dataclass
@@ -27,6 +28,9 @@ class LayerMap:
     head: list[str]
     layernorm: list[str] = field(default_factory=list)
     adapters: list[str] = field(default_factory=list)
+    # pretrained parameters the head skips under the run's pooling (BERT's pooler under mean):
+    # no unit, so no strategy trains them and nothing counts them as computed
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def num_blocks(self) -> int:
@@ -42,7 +46,7 @@ class LayerMap:
         """``[(unit name, parameter names)]`` bottom to top: embeddings, blocks, pooler, head."""
         units = [("embeddings", self.embeddings)]
         units += [(f"blocks[{i}]", names) for i, names in enumerate(self.blocks)]
-        if self.spec.pooler:
+        if has_pooler_unit(self.spec, self.skipped):
             units.append(("pooler", self.pooler))
         units.append(("head", self.head))
         return units
@@ -56,11 +60,23 @@ def build_layer_map(model: PreTrainedModel) -> LayerMap:
     layer_map = LayerMap(architecture, spec, [], [[] for _ in block_prefixes], [], [])
     for name, _ in model.named_parameters():
         _assign(layer_map, spec, block_prefixes, name)
+    if skips_pooler(model):
+        layer_map.pooler, layer_map.skipped = [], layer_map.pooler
     for module_name, module in model.named_modules():
         if _is_norm(module):
             layer_map.layernorm += [f"{module_name}.{p}" for p, _ in module.named_parameters()]
     layer_map.adapters = [n for n in layer_map.all_names() if ".lora_" in n]
     return layer_map
+
+
+def skips_pooler(model: PreTrainedModel) -> bool:
+    """Whether the head skips the pretrained pooler under ``model``'s pooling."""
+    _, spec = architecture_of(model)
+    return pooling_of(model) == "mean" and spec.mean_head_fn is not None
+
+
+def has_pooler_unit(spec: ArchitectureSpec, skipped: list[str]) -> bool:
+    return bool(spec.pooler) and not skipped
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -95,7 +111,7 @@ def unit_modules(model: nn.Module, layer_map: LayerMap) -> list[tuple[str, list[
     blocks = model.get_submodule(spec.blocks)
     units: list[tuple[str, list[nn.Module]]] = [("embeddings", present(model, spec.embeddings))]
     units += [(f"blocks[{i}]", [block]) for i, block in enumerate(blocks)]
-    if spec.pooler:
+    if has_pooler_unit(spec, layer_map.skipped):
         units.append(("pooler", present(model, spec.pooler)))
     units.append(("head", present(model, spec.head)))
     return units

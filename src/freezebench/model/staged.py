@@ -1,11 +1,12 @@
 """The model's forward pass cut at unit boundaries, so frozen prefixes run (or are read) apart.
 
-The heads read one token of each example (an encoder's first, a decoder's last real one), so
-:class:`StagedForward` runs the last block at those positions only where the architecture says
-how (``first_token_block``, see :mod:`freezebench.model.first_token`): the same logits and
-gradients with far less arithmetic. What differs between architectures (embeddings, what the
-blocks take, how they are called) comes from the architecture's spec
-(:mod:`freezebench.model.families`).
+The head reads what the run's pooling says (:mod:`freezebench.model.pooling`): one token of each
+example (an encoder's first, a decoder's last real one), or the mean over its tokens
+(:mod:`freezebench.model.readout`). Reading one token, :class:`StagedForward` runs the last block
+at those positions only where the architecture says how (``first_token_block``, see
+:mod:`freezebench.model.first_token`): the same logits and gradients with far less arithmetic.
+What differs between architectures (embeddings, what the blocks take, how they are called) comes
+from the architecture's spec (:mod:`freezebench.model.families`).
 """
 
 from __future__ import annotations
@@ -26,16 +27,20 @@ from transformers.masking_utils import (
 from freezebench.errors import ModelError
 from freezebench.model.architectures import architecture_of
 from freezebench.model.families import BlockInputs, embed_module
-from freezebench.model.first_token import DENSE_MASK_ATTENTION, FirstTokens
-from freezebench.model.layer_map import LayerMap, present
+from freezebench.model.first_token import DENSE_MASK_ATTENTION
+from freezebench.model.layer_map import LayerMap, present, skips_pooler
+from freezebench.model.pooling import pooling_of
+from freezebench.model.readout import Readout, TokenReadout
 
 
 def computes_first_token_only(model: PreTrainedModel) -> bool:
-    """Whether :class:`StagedForward` runs ``model``'s last block at the first tokens alone: its
-    architecture says how, its attention takes a dense mask, and it is an encoder."""
+    """Whether :class:`StagedForward` runs ``model``'s last block at the tokens the head reads
+    alone: the head reads one token (not a mean), the architecture says how, its attention takes
+    a dense mask, and it is not a BERT-style decoder."""
     _, spec = architecture_of(model)
     config = model.config
     return (spec.first_token_block is not None
+            and pooling_of(model) != "mean"
             and config._attn_implementation in DENSE_MASK_ATTENTION
             and not getattr(config, "is_decoder", False))
 
@@ -50,8 +55,9 @@ class StagedForward:
 
     Rows hold one example each (padded on the right, with a padding mask) or several (packed:
     ``positions`` restart at each example and ``segments`` keep attention within it). The head
-    reads one token of each example only, so the last block can compute those alone
-    (:meth:`run_blocks`). An architecture that is not ``staged`` runs whole (:meth:`whole`).
+    reads one token of each example, or their mean (:attr:`pooling`); reading one token, the last
+    block can compute those alone (:meth:`run_blocks`). An architecture that is not ``staged``
+    runs whole (:meth:`whole`).
     """
 
     def __init__(self, model: PreTrainedModel, layer_map: LayerMap):
@@ -63,6 +69,8 @@ class StagedForward:
         # the position id of an example's first token (RoBERTa counts from padding_idx + 1)
         self.first_position = ((model.config.pad_token_id or 0) + 1
                                if self.spec.positions_after_padding else 0)
+        self.pooling = pooling_of(model)
+        self.head_fn = (self.spec.mean_head_fn if skips_pooler(model) else self.spec.head_fn)
 
     @property
     def staged(self) -> bool:
@@ -73,10 +81,6 @@ class StagedForward:
     def packs(self) -> bool:
         """Whether batches may share rows between examples and still compute each exactly."""
         return self.spec.packs
-
-    @property
-    def pooling(self) -> str:
-        return self.spec.pooling
 
     def whole(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """The model's own forward on a padded batch (architectures that are not staged)."""
@@ -148,45 +152,46 @@ class StagedForward:
                 f"Use --max-length {window} or less.")
 
     def run_blocks(self, hidden: torch.Tensor, inputs: BlockInputs, start: int, stop: int,
-                   first: FirstTokens | None = None) -> torch.Tensor:
+                   read: Readout | None = None) -> torch.Tensor:
         """Run blocks ``start .. stop-1`` (block indices) on ``hidden`` (``inputs``:
         :meth:`block_inputs`).
 
-        With ``first``, the model's last block, when it is among them, computes the tokens the
-        head reads alone (:meth:`last_block_at`): the result is then ``[examples, 1, hidden]``.
+        With ``read``, the model's last block, when it is among them, gives what the head reads
+        (:meth:`last_block_at`): the result is then ``[examples, 1, hidden]``.
         """
         last = len(self.blocks) - 1
         for index in range(start, stop):
-            if first is not None and index == last:
-                return self.last_block_at(hidden, inputs, first)
+            if read is not None and index == last:
+                return self.last_block_at(hidden, inputs, read)
             hidden = self.spec.block_fn(self.blocks[index], hidden, inputs)
         return hidden
 
-    def last_block_at(self, hidden: torch.Tensor, inputs: BlockInputs, first: FirstTokens
+    def last_block_at(self, hidden: torch.Tensor, inputs: BlockInputs, read: Readout
                       ) -> torch.Tensor:
-        """The last block's output at the tokens the head reads, ``[examples, 1, hidden]``: its
-        keys and values at every position, the rest at those tokens only where the architecture
-        allows (:func:`computes_first_token_only`), else the whole block and then those tokens."""
+        """What the head reads of the last block's output, ``[examples, 1, hidden]``. Reading one
+        token where the architecture allows (:func:`computes_first_token_only`): the keys and
+        values at every position, the rest at those tokens only. Else (a mean, or no cut): the
+        whole block, then pooled."""
         block = self.blocks[-1]
-        if not computes_first_token_only(self.model):
-            return first.gather(self.spec.block_fn(block, hidden, inputs))
+        if not (isinstance(read, TokenReadout) and computes_first_token_only(self.model)):
+            return read.pool(self.spec.block_fn(block, hidden, inputs))
         assert self.spec.first_token_block is not None
-        return self.spec.first_token_block(block, hidden, inputs, first)
+        return self.spec.first_token_block(block, hidden, inputs, read)
 
     def to_boundary(
         self, batch: dict[str, torch.Tensor], boundary: int, hidden: torch.Tensor | None = None,
-        from_boundary: int = 0, first: FirstTokens | None = None,
+        from_boundary: int = 0, read: Readout | None = None,
     ) -> torch.Tensor:
         """Hidden states at ``boundary`` of a padded batch, from the input or from ``hidden`` at
-        ``from_boundary`` (``first``: see :meth:`run_blocks`)."""
+        ``from_boundary`` (``read``: see :meth:`run_blocks`)."""
         if from_boundary == 0:
             hidden = self.embed(batch)
             from_boundary = 1
         assert hidden is not None
         inputs = self.block_inputs(hidden, batch["attention_mask"])
-        return self.run_blocks(hidden, inputs, from_boundary - 1, boundary - 1, first)
+        return self.run_blocks(hidden, inputs, from_boundary - 1, boundary - 1, read)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits from the last hidden states at the tokens the head reads (pooler included);
-        only position 0 is read."""
-        return self.spec.head_fn(self.model, hidden)
+        """Logits from what the head reads, ``[examples, 1, hidden]`` (:meth:`last_block_at`;
+        the pooler included where the pooling uses it)."""
+        return self.head_fn(self.model, hidden)

@@ -51,6 +51,7 @@ def setup_lines(study: Findings, records: list[dict[str, Any]]) -> list[str]:
         f"{_values(done, 'config', 'max_length', none='model maximum')}; learning rates in the "
         "table below",
         *_strategy_recipes(study),
+        *_pooling_lines(done),
         f"- **Seeds**: {', '.join(str(int(s)) for s in seeds)}",
         f"- **Device**: {_values(done, 'env', 'device_name')} "
         f"({_values(done, 'env', 'device')}), precision "
@@ -207,6 +208,19 @@ def _completed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _VARIED_BY_DESIGN = {"strategy", "strategy_params", "learning_rate", "seed", "output_dir",
                      "save_model", "save_format", "push_to_hub", "hub_model_id", "disable_tqdm",
                      "cache_dir", "device", "use_cache", *RECIPE_LABELS}
+
+
+def _pooling_lines(records: list[dict[str, Any]]) -> list[str]:
+    """A line naming the pooling where the head did not read as the architecture's own does."""
+    other = []
+    for record in records:
+        pooling = (record.get("params") or {}).get("pooling") or {}
+        text = f"{pooling.get('mode')} ({pooling.get('reason')})"
+        if pooling and not pooling.get("own_head") and text not in other:
+            other.append(text)
+    if not other:
+        return []
+    return [f"- **Pooling**: {md_escape(', '.join(other))}; not the architecture's own head"]
 
 
 def _strategy_recipes(study: Findings) -> list[str]:

@@ -17,10 +17,12 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from freezebench.config import RunConfig
+from freezebench.model.pooling import pooling_of
 from freezebench.record import RunRecord, safe_name
 from freezebench.saving.card import hub_name, model_card
 from freezebench.saving.formats import (
     ADAPTER,
+    check_saveable,
     load_finetuned,
     save_delta,
     save_pretrained,
@@ -29,7 +31,8 @@ from freezebench.saving.formats import (
 )
 from freezebench.saving.hub import hub_repo, push_folder
 
-__all__ = ["load_finetuned", "model_folder", "hub_repo", "push_folder", "save_finetuned"]
+__all__ = ["check_saveable", "load_finetuned", "model_folder", "hub_repo", "push_folder",
+           "save_finetuned"]
 
 
 def model_folder(output_dir: str | Path, run_id: str) -> Path:
@@ -54,11 +57,12 @@ def save_finetuned(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     else:
         save_pretrained(folder, tensors, config, label_names=label_names, lora=lora,
                         base_model=hub_name(config.model) or config.model,
-                        pad_token_id=model.config.pad_token_id)
+                        pad_token_id=model.config.pad_token_id, pooling=pooling_of(model))
     with_adapter = lora is not None and config.save_format == "pretrained"
     if with_adapter:
         model_card(record, kind="adapter", where=where).save(folder / ADAPTER / "README.md")
-    write_meta(folder, config, run_id=record.id, label_names=label_names)
+    write_meta(folder, config, run_id=record.id, label_names=label_names,
+               pooling=pooling_of(model))
     model_card(record, kind=config.save_format, where=where,
                merged=with_adapter).save(folder / "README.md")
     return folder

@@ -8,9 +8,12 @@ forward, numpy dropout, weights kept in bf16 for autocast) is saved. A LoRA run 
 and its adapter also as a PEFT folder in ``adapter/`` (the head in ``modules_to_save``).
 
 ``delta``: only the tensors the run trained (``trained.safetensors``), what one shared backbone
-needs per task; :func:`load_finetuned` adds them to the base model.
+needs per task; :func:`load_finetuned` adds them to the base model. A run whose head read another
+pooling than the architecture's own (``mean`` on BERT, ...) can only be saved this way: the stock
+model class cannot pool so, and :func:`load_finetuned` wraps it in a
+:class:`~freezebench.model.pooled.PooledClassifier` that does.
 
-Both hold ``freezebench.json`` (base model, strategy, label names) and the tokenizer.
+Both hold ``freezebench.json`` (base model, strategy, pooling, label names) and the tokenizer.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from transformers import (
 )
 
 from freezebench.config import RunConfig
-from freezebench.errors import ModelError
+from freezebench.errors import ConfigError, ModelError
 from freezebench.model.architectures import architecture_of
 from freezebench.model.layer_map import build_layer_map
 from freezebench.model.loading import load_model, load_tokenizer, with_lora
+from freezebench.model.pooled import PooledClassifier
+from freezebench.model.pooling import ATTRIBUTE, PoolingChoice, apply_pooling
 from freezebench.strategies import plan_for
 
 META = "freezebench.json"
@@ -39,6 +44,19 @@ WEIGHTS = "trained.safetensors"
 ADAPTER = "adapter"
 # the names earlier versions wrote, and what they are now
 _FORMERLY = {"whole": "pretrained", "trained-only": "delta"}
+
+
+def check_saveable(config: RunConfig, pooling: PoolingChoice) -> None:
+    """Before training: a run that saves ``pretrained`` must pool as the stock model does."""
+    if not (config.save_model or config.push_to_hub) or config.save_format != "pretrained":
+        return
+    if not pooling.own_head:
+        raise ConfigError(
+            f"This run's head reads the '{pooling.mode}' pooling ({pooling.reason}), which the "
+            f"stock {config.model!r} classification model cannot reproduce, so it cannot be "
+            "saved as a whole 'pretrained' model. Use --save-format delta (load it with "
+            "freezebench.load_finetuned), or the --pooling of the architecture's own head "
+            "(`freezebench ls architectures`).")
 
 
 def trained_tensors(model: PreTrainedModel, trained: set[str]) -> dict[str, torch.Tensor]:
@@ -53,14 +71,17 @@ def save_delta(folder: Path, tensors: dict[str, torch.Tensor], config: RunConfig
 
 def save_pretrained(folder: Path, tensors: dict[str, torch.Tensor], config: RunConfig, *,
                     label_names: list[str], lora: dict | None, base_model: str,
-                    pad_token_id: int | None = None) -> None:
+                    pad_token_id: int | None = None, pooling: str | None = None) -> None:
     """The whole model, rebuilt as a stock one; a LoRA run merged, its adapter in ``adapter/``.
 
     ``base_model`` is what the adapter's config names as its base (a Hub id where one is known);
     ``pad_token_id`` the one the run padded with (a decoder's classifier finds each example's
-    last token by it, and its base config may have none).
+    last token by it, and its base config may have none); ``pooling`` the run's, one the stock
+    model does (ModernBERT's classifier_pooling).
     """
     model = _base(config, label_names)
+    if pooling is not None:
+        apply_pooling(model, pooling)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     adapters = {n: t for n, t in tensors.items() if ".lora_" in n}
@@ -82,17 +103,22 @@ def save_pretrained(folder: Path, tensors: dict[str, torch.Tensor], config: RunC
     peft_model.merge_and_unload().save_pretrained(folder)
 
 
-def write_meta(folder: Path, config: RunConfig, *, run_id: str, label_names: list[str]) -> None:
+def write_meta(folder: Path, config: RunConfig, *, run_id: str, label_names: list[str],
+               pooling: str | None = None) -> None:
     meta = {"run_id": run_id, "model": config.model, "revision": config.revision,
             "strategy": config.strategy, "strategy_params": config.strategy_params,
-            "label_names": label_names, "seed": config.seed, "format": config.save_format}
+            "label_names": label_names, "seed": config.seed, "format": config.save_format,
+            "pooling": pooling}
     (folder / META).write_text(json.dumps(meta, indent=2))
 
 
-def load_finetuned(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_finetuned(folder: str | Path
+                   ) -> tuple[PreTrainedModel | PooledClassifier, PreTrainedTokenizerBase]:
     """Load a model saved by ``--save-model``, in either form: ``(model, tokenizer)``.
 
-    A LoRA run saved as ``delta`` comes back with its adapters in place (not merged).
+    A LoRA run saved as ``delta`` comes back with its adapters in place (not merged); one whose
+    head read another pooling than the architecture's own, wrapped in a
+    :class:`~freezebench.model.pooled.PooledClassifier` that pools so.
     """
     folder = Path(folder)
     meta_path = folder / META
@@ -105,10 +131,14 @@ def load_finetuned(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedToken
     model = load_model(meta["model"], num_labels=len(meta["label_names"]),
                        label_names=meta["label_names"], seed=meta["seed"],
                        revision=meta.get("revision"))
+    if meta.get("pooling"):  # saved before pooling was a setting: the own head
+        apply_pooling(model, meta["pooling"])
     plan = plan_for(meta["strategy"], meta["strategy_params"], build_layer_map(model))
     if plan.lora is not None:
         model = with_lora(model, plan.lora)
     _load_trained(model, load_file(folder / WEIGHTS))
+    if getattr(model.config, ATTRIBUTE, None):
+        return PooledClassifier(model), load_tokenizer(str(folder))
     return model, load_tokenizer(str(folder))
 
 
