@@ -106,13 +106,15 @@ def test_a_cache_after_the_last_block_holds_the_mean_and_gives_the_same_logits(
             inputs.cached = None
 
 
-def test_the_prefix_cache_key_includes_the_pooling():
+def test_the_prefix_cache_key_includes_the_pooling_after_the_last_block_only():
     from freezebench.engine.prefix_states import PrefixContext
 
-    parts = dict(unit_digests=("a", "b"), data_fingerprint="d", tokenizer="t", max_length=0,
+    # embeddings and two blocks: boundary 3 is after the last block
+    parts = dict(unit_digests=("a", "b", "c"), data_fingerprint="d", tokenizer="t", max_length=0,
                  precision="fp32", device_type="cpu")
-    keys = {PrefixContext(**parts, pooling=p).key("train", 3) for p in ("cls", "mean")}
-    assert len(keys) == 2
+    top = {PrefixContext(**parts, pooling=p).key("train", 3) for p in ("cls", "mean")}
+    below = {PrefixContext(**parts, pooling=p).key("train", 2) for p in ("cls", "mean")}
+    assert (len(top), len(below)) == (2, 1)
 
 
 def test_under_mean_berts_pooler_is_no_unit_and_never_trains():

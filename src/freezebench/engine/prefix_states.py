@@ -32,8 +32,11 @@ class PrefixContext:
     pooling: str                    # what the states after the last block hold
 
     def key(self, split: str, boundary: int) -> str:
-        """Depends only on the units below ``boundary`` (adapters above it do not matter)."""
+        """Depends only on the units below ``boundary`` (adapters above it do not matter), and
+        on the pooling only after the last block (below it every pooling reads the same states)."""
         parts = {**self.__dict__, "unit_digests": self.unit_digests[:boundary]}
+        if boundary < len(self.unit_digests):
+            del parts["pooling"]
         return cache_key(split=split, boundary=boundary, **parts)
 
 
