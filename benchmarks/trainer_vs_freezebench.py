@@ -122,7 +122,9 @@ def resolve_workload(args: argparse.Namespace) -> Workload:
     if device.type == "cuda" and (device.index or 0) != 0:
         raise FreezebenchError("The Trainer uses the first visible GPU; choose the GPU with "
                                "CUDA_VISIBLE_DEVICES and pass --device cuda.")
-    values["recipe"] = {**values.get("recipe", {}), "device": str(device),
+    # the Trainer's model reads the first token through the architecture's own pooler; auto
+    # would pool a sentence-transformers checkpoint (the offline MiniLM) by its mean instead
+    values["recipe"] = {"pooling": "cls", **values.get("recipe", {}), "device": str(device),
                         "precision": args.precision, "disable_tqdm": True}
     values["output_dir"] = str(args.output_dir / "freezebench")
     configs = expand(parse_study(values, f"'{path}'"))
@@ -133,7 +135,12 @@ def resolve_workload(args: argparse.Namespace) -> Workload:
 
 
 def check_trainer_can_run(configs: list[RunConfig]) -> None:
-    """Refuse, before anything runs, strategies a plain Trainer cannot reproduce."""
+    """Refuse, before anything runs, runs a plain Trainer cannot reproduce: a pooling other
+    than the first token through the architecture's own head, a strategy that changes what
+    trains."""
+    if any(config.pooling != "cls" for config in configs):
+        raise FreezebenchError("The Trainer's model reads the first token with the "
+                               "architecture's own head: compare at pooling cls only.")
     for model_name in {c.model for c in configs}:
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(
