@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import DataCollatorWithPadding
 
+from freezebench.data.columns import PAIR_NAMES
 from freezebench.data.loading import load_task_data, tokenize_splits
-from freezebench.data.validation import PAIR_NAMES
 from freezebench.engine.batching import SplitInputs, forward_logits, make_batch
 from freezebench.errors import ConfigError, DataError
 from freezebench.report.sections import _pairs_and_dropped

@@ -15,7 +15,8 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset
 
-from freezebench.data.validation import Columns, column_values, is_missing, labels_hidden
+from freezebench.data.columns import Columns, column_values
+from freezebench.data.validation import is_missing, labels_hidden
 from freezebench.errors import DataError
 
 REASONS = ("missing text", "empty text", "missing text pair", "empty text pair", "missing label")

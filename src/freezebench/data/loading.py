@@ -23,15 +23,10 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Value
 from sklearn.model_selection import train_test_split
 
+from freezebench.data.columns import column_values, resolve_columns
 from freezebench.data.dropping import without_invalid_rows
 from freezebench.data.sources import load_raw, normalize_splits
-from freezebench.data.validation import (
-    class_warnings,
-    column_values,
-    resolve_columns,
-    resolve_problem_type,
-    validated_splits,
-)
+from freezebench.data.validation import class_warnings, resolve_problem_type, validated_splits
 from freezebench.errors import DataError
 
 SPLITS = ("train", "validation", "test")
