@@ -264,7 +264,7 @@ class _Loop:
         self.params = list(named.values())
         self.checkpoint = Checkpoint(recipe, named)
         self.forward = parallel.forward(staged)
-        self.saved = SavedTensors()
+        self.saved = SavedTensors(model.parameters())
         self.watch = Stopwatch(device)
         self.history: list[HistoryEntry] = []
         self.flops, self.examples, self.tokens = 0.0, 0, 0
