@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from freezebench.engine import training
 from freezebench.engine.batching import forward_logits, make_batch
 from freezebench.engine.freezing import apply_trainable, planned
 from freezebench.measure.memory import SavedTensors
+from freezebench.model.dropout import NumpyDropout, use_numpy_dropout
 from freezebench.model.layer_map import unit_modules
 from freezebench.model.staged import StagedForward
 
@@ -109,3 +111,33 @@ def test_saved_tensors_leave_out_weights_saved_as_views():
         saved.step_done()
         counted[trains] = saved.peak_bytes
     assert counted == {False: 0, True: inputs.numel() * 4}  # the input, for the weight's grad
+
+
+def test_the_warm_up_step_leaves_no_trace_on_the_model_it_runs_on(tokenizer, monkeypatch):
+    """The untimed first step runs on the model itself (a copy held a second model in memory):
+    weights, gradients, torch's random stream and the numpy dropout masks stay as they were."""
+    model, layer_map, plan = planned(build_new_model("qwen2", vocab_size=100).train(), "lora", {})
+    assert use_numpy_dropout(model, seed=(0, 0)) > 0  # LoRA's dropouts
+    apply_trainable(model, layer_map, plan.trainable)
+    masks = next(m for m in model.modules() if isinstance(m, NumpyDropout)).generator
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    torch_stream, mask_stream = torch.get_rng_state(), masks.bit_generator.state
+    monkeypatch.setattr(training, "_warmed_up", False)
+    calls = []
+    monkeypatch.setattr(NumpyDropout, "forward", _counted(NumpyDropout.forward, calls))
+
+    training.warm_up(StagedForward(model, layer_map), _split(_examples(8), tokenizer),
+                     boundary=0, batch_size=8, device=torch.device("cpu"), precision="fp32",
+                     packed=True)
+
+    assert any(calls), "the warm-up step drew dropout masks, as a training step does"
+    assert all(torch.equal(p, weights[n]) and p.grad is None for n, p in model.named_parameters())
+    assert torch.equal(torch.get_rng_state(), torch_stream)
+    assert masks.bit_generator.state == mask_stream
+
+
+def _counted(forward, calls: list):
+    def counting(self, hidden):
+        calls.append(self.training)
+        return forward(self, hidden)
+    return counting
