@@ -55,7 +55,7 @@ from transformers import (  # noqa: E402
 
 from freezebench.config import RunConfig  # noqa: E402
 from freezebench.engine.precision import resolve_precision  # noqa: E402
-from freezebench.measure.memory import PeakMemory  # noqa: E402
+from freezebench.measure.memory import PeakMemory, SavedTensors  # noqa: E402
 from freezebench.model.loading import load_tokenizer  # noqa: E402
 from freezebench.pipeline import prepare, run  # noqa: E402
 from freezebench.record import RunRecord  # noqa: E402
@@ -181,13 +181,14 @@ def measure_peer(args: argparse.Namespace) -> dict[str, Any]:
         logging_strategy="no", disable_tqdm=True, use_cpu=args.device == "cpu",
         bf16=precision == "bf16", fp16=precision == "fp16")
     times = _StepTimes()
-    trainer = Trainer(model=model, args=arguments, callbacks=[times],
+    trainer = _CountingTrainer(model=model, args=arguments, callbacks=[times],
                       train_dataset=prepared.inputs["train"].dataset.remove_columns("length"),
                       data_collator=prepared.inputs["train"].collator)
     with PeakMemory(torch.device(args.device)) as memory:
         trainer.train()
     return {"label": PEER, "trainable_params": sum(p.numel() for p in model.parameters()
                                                     if p.requires_grad),
+            "activations_mb": trainer.saved.peak_bytes / 2**20,
             "peak_mb": memory.megabytes, "memory_kind": memory.kind,
             "step_seconds": _step_time(times.seconds), "steps": len(times.seconds) - 1,
             "precision": precision}
@@ -198,6 +199,21 @@ def _step_time(seconds: list[float]) -> float:
     (``seconds[0]``: the start)."""
     durations = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
     return statistics.median(durations[1:] or durations)
+
+
+class _CountingTrainer(Trainer):
+    """The Trainer, with the tensors autograd saves in each step's forward counted as
+    freezebench counts its own (:class:`SavedTensors`, weights left out)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved = SavedTensors(self.model.parameters())
+
+    def compute_loss(self, *args, **kwargs):
+        with self.saved:
+            loss = super().compute_loss(*args, **kwargs)
+        self.saved.step_done()
+        return loss
 
 
 class _StepTimes(TrainerCallback):

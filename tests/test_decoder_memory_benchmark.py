@@ -55,6 +55,8 @@ def test_the_benchmark_measures_every_strategy_and_the_peer(benchmark, sentiment
     assert shallow["cached_features_mb"] > 0 and deep["frozen_prefix"] != shallow["frozen_prefix"]
     peer = rows[benchmark.PEER]
     assert peer["trainable_params"] == lora["trainable_params"]  # the same adapters and head
+    # the peer's saved tensors, counted alike: the same order as freezebench's LoRA run's
+    assert 0.2 * lora["activations_mb"] < peer["activations_mb"] < 5 * lora["activations_mb"]
     assert peer["step_seconds"] > 0 and set(result["peer_ratios"]) == {
         "peak_mb", "process_max_rss_mb", "step_seconds"}
     assert json.loads((out / "decoder_memory.json").read_text())["rows"] == result["rows"]
