@@ -12,7 +12,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from copy import deepcopy
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +37,7 @@ from freezebench.errors import ConfigError, TrainingError
 from freezebench.measure.flops import FlopRate
 from freezebench.measure.memory import SavedTensors
 from freezebench.measure.timing import Stopwatch
+from freezebench.model.dropout import numpy_masks_kept
 from freezebench.model.layer_map import LayerMap
 from freezebench.model.staged import StagedForward
 from freezebench.record import FreezeEvent, HistoryEntry, SplitMetrics
@@ -281,7 +281,7 @@ class _Loop:
         self.params = list(named.values())
         self.checkpoint = Checkpoint(recipe, named)
         self.forward = parallel.forward(staged)
-        self.saved = SavedTensors()
+        self.saved = SavedTensors(model.parameters())
         self.watch = Stopwatch(device)
         self.history: list[HistoryEntry] = []
         self.flops, self.examples, self.tokens = 0.0, 0, 0
@@ -427,20 +427,24 @@ _warmed_up = False
 
 def warm_up(staged: StagedForward, inputs: SplitInputs, *, boundary: int, batch_size: int,
             device: torch.device, precision: str, packed: bool) -> None:
-    """One untimed training step on a copy of the model, once per process.
+    """One untimed forward and backward pass, once per process.
 
     The first step of a process pays for thread pools, allocator growth and kernel selection; it
-    would make whichever run comes first look slower. The copy, and a forked torch RNG, leave the
-    run's weights and random streams exactly as they were.
+    would make whichever run comes first look slower. It runs on the model itself, not a copy (a
+    copy held a second set of weights, and its gradients, at once: twice a large model's memory
+    under LoRA), and leaves no trace: no optimizer step, the gradients dropped, the torch random
+    streams forked and the numpy dropout streams put back.
     """
     global _warmed_up
     if _warmed_up:
         return
     _warmed_up = True
-    copy = deepcopy(staged)
     indices = list(range(min(batch_size, len(inputs.lengths))))
     batch = next(iter_batches(inputs, [indices], device, packed=packed and staged.packs))
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), autocast(device, precision):
-        loss = task_loss(forward_logits(copy, batch, boundary).float(), batch.labels)
-    loss.backward()
+    with torch.random.fork_rng(devices=devices), numpy_masks_kept(staged.model):
+        with autocast(device, precision):
+            loss = task_loss(forward_logits(staged, batch, boundary).float(), batch.labels)
+        loss.backward()
+    for param in staged.model.parameters():
+        param.grad = None

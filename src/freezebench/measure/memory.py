@@ -12,6 +12,7 @@ process's own figure (GPU allocator peak, or resident-memory growth on a CPU), k
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 import psutil
 import torch
@@ -24,12 +25,15 @@ class SavedTensors:
     """Bytes of the tensors autograd saves for the backward pass, per step; the largest step is
     kept. Use as a context manager around each step's forward, then call :meth:`step_done`.
 
-    Parameters are left out (they are the weights); a tensor saved twice, or views of one
-    storage, count once.
+    The weights are left out: parameters, and tensors that share a storage with one of
+    ``weights`` (a linear layer saves its weight as a transposed view, frozen or not; counting it
+    would put every layer's weight among the activations once more). A tensor saved twice, or
+    views of one storage, count once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, weights: Iterable[torch.Tensor] = ()) -> None:
         self.peak_bytes = 0
+        self._weights = {w.untyped_storage().data_ptr() for w in weights}
         self._storages: dict[int, int] = {}
         self._hooks: torch.autograd.graph.saved_tensors_hooks | None = None
 
@@ -43,8 +47,10 @@ class SavedTensors:
         self._hooks.__exit__(*exc)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        if not isinstance(tensor, nn.Parameter):
-            storage = tensor.untyped_storage()
+        if isinstance(tensor, nn.Parameter):
+            return tensor
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in self._weights:
             self._storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 

@@ -19,7 +19,8 @@ draws masks there in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -108,3 +109,17 @@ def use_numpy_dropout(model: PreTrainedModel, seed: Sequence[int]) -> int:
     if model.config._attn_implementation == "sdpa":
         model.set_attn_implementation(ATTENTION)
     return len(swapped)
+
+
+@contextlib.contextmanager
+def numpy_masks_kept(model: nn.Module) -> Iterator[None]:
+    """Put every numpy dropout stream of ``model`` back as it was on entry: what runs inside
+    leaves the run's masks unchanged."""
+    generators = {id(m.generator): m.generator for m in model.modules()
+                  if isinstance(m, NumpyDropout)}
+    states = {key: generator.bit_generator.state for key, generator in generators.items()}
+    try:
+        yield
+    finally:
+        for key, generator in generators.items():
+            generator.bit_generator.state = states[key]
