@@ -111,7 +111,7 @@ def test_the_prefix_cache_key_includes_the_pooling_after_the_last_block_only():
 
     # embeddings and two blocks: boundary 3 is after the last block
     parts = dict(unit_digests=("a", "b", "c"), data_fingerprint="d", tokenizer="t", max_length=0,
-                 precision="fp32", device_type="cpu")
+                 precision="fp32", device_type="cpu", last_boundary=3)
     top = {PrefixContext(**parts, pooling=p).key("train", 3) for p in ("cls", "mean")}
     below = {PrefixContext(**parts, pooling=p).key("train", 2) for p in ("cls", "mean")}
     assert (len(top), len(below)) == (2, 1)

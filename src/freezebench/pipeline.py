@@ -343,6 +343,7 @@ def _attach_cache(context: RunContext, prepared: Prepared, staged: StagedForward
         tokenizer=type(prepared.tokenizer).__name__ + ":" + str(prepared.tokenizer.vocab_size),
         max_length=context.config.max_length or 0, precision=context.precision,
         device_type=context.device.type, pooling=staged.pooling,
+        last_boundary=staged.num_boundaries,
     )
     outcome = prefix_states(staged=staged, splits=prepared.inputs, boundary=boundary,
                             store=shared_store(context.config.cache_dir), context=key,

@@ -30,12 +30,14 @@ class PrefixContext:
     precision: str
     device_type: str
     pooling: str                    # what the states after the last block hold
+    last_boundary: int              # the boundary after the last block
 
     def key(self, split: str, boundary: int) -> str:
         """Depends only on the units below ``boundary`` (adapters above it do not matter), and
         on the pooling only after the last block (below it every pooling reads the same states)."""
         parts = {**self.__dict__, "unit_digests": self.unit_digests[:boundary]}
-        if boundary < len(self.unit_digests):
+        del parts["last_boundary"]
+        if boundary < self.last_boundary:
             del parts["pooling"]
         return cache_key(split=split, boundary=boundary, **parts)
 
