@@ -545,3 +545,12 @@ def test_a_stray_label_and_a_class_missing_from_evaluation_are_named(tmp_path):
             "macro-F1 counts it.") in task.notes
     assert not [note for note in task.notes if "Class '0'" in note or "Class '1'" in note]
 
+
+
+def test_a_stray_fractional_label_among_class_ids_asks_which_was_meant(tmp_path):
+    rows = [{"text": f"t{i}", "label": float(i % 2)} for i in range(40)]
+    rows[6]["label"] = 1.5
+    path = write_jsonl(tmp_path / "stray.jsonl", rows)
+    raises(["label column 'label'", "1 fractional", "1.5", "row 6", "--problem-type"], path)
+    forced = load_task_data(path, problem_type="regression")
+    assert forced.regression

@@ -104,7 +104,7 @@ def load_task_data(
     dropped = None
     if drop_invalid_rows:
         raw, dropped = without_invalid_rows(raw, columns, where, notes)
-    problem = resolve_problem_type(raw, columns.label, problem_type, notes)
+    problem = resolve_problem_type(raw, columns.label, problem_type, where, notes)
     splits, names = validated_splits(raw, columns.text, columns.label, where, notes,
                                      pair_col=columns.text_pair, problem_type=problem)
     stratify = problem == "classification"

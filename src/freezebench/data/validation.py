@@ -100,11 +100,12 @@ def labels_hidden(values: list) -> bool:
 
 
 def resolve_problem_type(
-    raw: dict[str, Dataset], column: str, problem_type: str, notes: list[str]
+    raw: dict[str, Dataset], column: str, problem_type: str, where: str, notes: list[str]
 ) -> str:
     """``classification`` or ``regression``: as given, or (``auto``) regression where the label
-    column holds floats with a fractional value in some split (a whole-number float column, as
-    a CSV integer column with gaps reads, stays classes)."""
+    column holds floats with fractional values (a whole-number float column, as a CSV integer
+    column with gaps reads, stays classes; a few fractional values among whole numbers are an
+    error asking which was meant)."""
     if problem_type == "regression":
         notes.append(f"Regression (asked for): label column '{column}' read as scores; one "
                      "output, MSE loss, Pearson, Spearman and MSE.")
@@ -112,17 +113,35 @@ def resolve_problem_type(
         return problem_type
     if _kind_of(raw["train"].features[column]) != "float":
         return "classification"
-    for name, split in raw.items():
-        values = column_values(split, column)
-        rows = [row for row, value in enumerate(values) if _is_fraction(value)]
-        if rows:
-            notes.append(
-                f"Regression: label column '{column}' holds fractional values ({len(rows)} of "
-                f"{len(values)} rows of '{name}', the first {values[rows[0]]!r} at row {rows[0]},"
-                " 0-based): one output, MSE loss, Pearson, Spearman and MSE. Classes instead: "
-                "--problem-type classification.")
-            return "regression"
-    return "classification"
+    found = {name: _fractional_rows(split, column) for name, split in raw.items()}
+    fractional = sum(len(rows) for rows, _ in found.values())
+    if not fractional:
+        return "classification"
+    total = sum(len(values) for _, values in found.values())
+    name = next(name for name, (rows, _) in found.items() if rows)
+    rows, values = found[name]
+    first = f"the first {values[rows[0]]!r} at row {rows[0]} of '{name}', 0-based"
+    if fractional < FEW_EXAMPLES and fractional <= STRAY_SHARE * total:
+        raise DataError(
+            f"{where}: label column '{column}' holds whole numbers but for {fractional} fractional "
+            f"value(s) ({first}): a stray value in class ids, or scores? Fix those rows, or say "
+            "which with --problem-type classification (class ids) or --problem-type regression "
+            "(scores).")
+    notes.append(
+        f"Regression: label column '{column}' holds fractional values ({fractional} of {total} "
+        f"rows, {first}): one output, MSE loss, Pearson, Spearman and MSE. Classes instead: "
+        "--problem-type classification.")
+    return "regression"
+
+
+# fewer fractional labels than FEW_EXAMPLES, and at most this share of all, among whole numbers:
+# too few to call the column scores, too many to ignore
+STRAY_SHARE = 0.1
+
+
+def _fractional_rows(split: Dataset, column: str) -> tuple[list[int], list]:
+    values = column_values(split, column)
+    return [row for row, value in enumerate(values) if _is_fraction(value)], values
 
 
 def _is_fraction(value: Any) -> bool:
