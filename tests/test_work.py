@@ -59,3 +59,10 @@ def test_the_bar_moves_by_work_and_says_its_time_left_is_an_estimate(configs):
     with WorkBar(runs, desc="sweep tiny", file=quiet) as bar:
         bar.finished(run_id(runs[0]))
     assert quiet.getvalue() == "" and set(bar.work.values()) == {1.0}
+
+
+def test_mean_pooling_runs_the_last_block_whole_and_costs_more(configs):
+    full = configs[0]
+    first_token, mean = expected_work([full.model_copy(update={"pooling": "cls"}),
+                                       full.model_copy(update={"pooling": "mean"})])
+    assert mean > first_token

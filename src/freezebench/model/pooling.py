@@ -13,6 +13,7 @@ pools either way: ``cls`` and ``mean`` become its config's ``classifier_pooling`
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ def _cannot_pool(model_type: str, spec: ArchitectureSpec, mode: str) -> str:
             f"--pooling {' or '.join(['auto', *usable])}.")
 
 
+@functools.cache  # read once a process: a sweep estimates every run's work, then runs them
 def sentence_transformers_mean(model_name: str, *, revision: str | None = None) -> bool:
     """Whether ``model_name`` (a folder or a hub id) is a sentence-transformers checkpoint whose
     pooling module averages the tokens (``pooling_mode_mean_tokens``). A hub id whose files

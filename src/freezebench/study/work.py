@@ -32,6 +32,7 @@ from freezebench.engine.freezing import apply_trainable, planned
 from freezebench.engine.training import Plan, Recipe
 from freezebench.errors import FreezebenchError
 from freezebench.measure.flops import UnitCost, forward_flops, train_flops, unit_costs
+from freezebench.model.pooling import apply_pooling, resolve_pooling
 from freezebench.model.staged import computes_first_token_only
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def expected_work(configs: list[RunConfig]) -> list[float]:
     work: list[float | None] = []
     for config in configs:
         key = json.dumps([config.model, config.revision, config.strategy,
-                          config.strategy_params], sort_keys=True, default=str)
+                          config.strategy_params, config.pooling], sort_keys=True, default=str)
         if key not in shapes:
             shapes[key] = _shape(config)
         shape = shapes[key]
@@ -106,6 +107,9 @@ def _shape(config: RunConfig) -> Shape | None:
                                                   num_labels=2)
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(model_config)
+        # the pooling decides whether the last block is cut (and BERT's pooler under mean)
+        pooling = resolve_pooling(config.pooling, config.model, model, revision=config.revision)
+        apply_pooling(model, pooling.mode)
         model, layer_map, plan = planned(model, config.strategy, config.strategy_params)
     except (OSError, ValueError, KeyError, FreezebenchError) as exc:
         logger.info("No work estimate for %s with %s (%s); it counts as an average run.",
