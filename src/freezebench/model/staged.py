@@ -11,6 +11,7 @@ from the architecture's spec (:mod:`freezebench.model.families`).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -31,6 +32,12 @@ from freezebench.model.first_token import DENSE_MASK_ATTENTION
 from freezebench.model.layer_map import LayerMap, present, skips_pooler
 from freezebench.model.pooling import pooling_of
 from freezebench.model.readout import Readout, TokenReadout
+
+# No key-value cache: transformers 5.4 names it `past_key_values` (a required keyword), later
+# versions `cache`; the floor (pyproject.toml) is 5.4
+_NO_KV_CACHE = ({"cache": None}
+                if "cache" in inspect.signature(create_causal_mask).parameters
+                else {"past_key_values": None})
 
 
 def computes_first_token_only(model: PreTrainedModel) -> bool:
@@ -121,7 +128,7 @@ class StagedForward:
         if segments is None:
             if self.spec.causal:
                 return create_causal_mask(config=config, inputs_embeds=hidden,
-                                          attention_mask=attention_mask, cache=None)
+                                          attention_mask=attention_mask, **_NO_KV_CACHE)
             return create_bidirectional_mask(
                 config=config, inputs_embeds=hidden, attention_mask=attention_mask)
         within = packed_sequence_mask_function(segments)
@@ -129,7 +136,7 @@ class StagedForward:
             within = and_masks(causal_mask_function, within)
         if config._attn_implementation not in DENSE_MASK_ATTENTION:
             create = create_causal_mask if self.spec.causal else create_bidirectional_mask
-            extra = {"cache": None} if self.spec.causal else {}
+            extra = _NO_KV_CACHE if self.spec.causal else {}
             return create(config=config, inputs_embeds=hidden, attention_mask=None,
                           and_mask_function=packed_sequence_mask_function(segments), **extra)
         # The packed mask compares segment ids by index, so it broadcasts over (row, head, query,
