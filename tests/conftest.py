@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import datasets  # noqa: E402
+import huggingface_hub  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
@@ -107,3 +109,14 @@ def write_sentiment_folder(folder: Path) -> Path:
 def sentiment_folder(tmp_path) -> Path:
     """A small sentiment dataset as parquet splits in a folder (real file loading path)."""
     return write_sentiment_folder(tmp_path / "sentiment")
+
+
+@pytest.fixture(scope="module")
+def offline_private_datasets_cache(tmp_path_factory):
+    """No hub calls, and the datasets cache in a temporary folder (not the user's), for a whole
+    test module (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_cache"))
+        yield

@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
-import huggingface_hub.constants
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
@@ -21,14 +20,8 @@ from freezebench.errors import DataError
 ROTTEN_TOMATOES = Path(__file__).resolve().parents[2] / "shared/assets/datasets/rotten_tomatoes"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _offline_private_cache(tmp_path_factory):
-    """No hub calls, and the datasets cache in a temporary folder (not the user's)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_cache"))
-        yield
+# no hub calls, and the datasets cache in a temporary folder (conftest.py)
+pytestmark = pytest.mark.usefixtures("offline_private_datasets_cache")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import datasets
-import huggingface_hub.constants
 import pytest
 import torch
 from transformers import DataCollatorWithPadding
@@ -21,15 +20,8 @@ from freezebench.study.config import expand, parse_study
 
 from .error_catalog import run_cli
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _offline_private_cache(tmp_path_factory):
-    """No hub calls, and the datasets cache in a temporary folder (not the user's)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf_cache"))
-        yield
+# no hub calls, and the datasets cache in a temporary folder (conftest.py)
+pytestmark = pytest.mark.usefixtures("offline_private_datasets_cache")
 
 
 def write_rows(path: Path, header: list[str], rows: list[list]) -> str:
