@@ -81,3 +81,26 @@ def bpe_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
         model_input_names=["input_ids", "attention_mask"])
     tokenizer.model_max_length = 128
     return tokenizer
+
+
+def logits_and_gradients(model, run, labels: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The logits ``run()`` gives and every parameter gradient of their cross-entropy."""
+    model.zero_grad(set_to_none=True)
+    logits = run()
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    return logits.detach(), {n: p.grad for n, p in model.named_parameters()
+                             if p.grad is not None}
+
+
+def assert_same_logits_and_gradients(
+        got: tuple[torch.Tensor, dict[str, torch.Tensor]],
+        expected: tuple[torch.Tensor, dict[str, torch.Tensor]]) -> None:
+    """Logits to 1e-5 and the same parameters' gradients, each to 1e-4 (fp32)."""
+    logits, gradients = got
+    reference, reference_gradients = expected
+    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
+    assert gradients.keys() == reference_gradients.keys()
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, reference_gradients[name], rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")

@@ -20,7 +20,13 @@ from freezebench.model.dropout import use_numpy_dropout
 from freezebench.model.layer_map import build_layer_map
 from freezebench.model.staged import StagedForward, computes_first_token_only
 
-from .architectures import DECODERS, NEW_ARCHITECTURES, build_new_model
+from .architectures import (
+    DECODERS,
+    NEW_ARCHITECTURES,
+    assert_same_logits_and_gradients,
+    build_new_model,
+    logits_and_gradients,
+)
 from .conftest import build_tiny_model
 
 LENGTHS = [9, 4, 12, 7, 3, 12, 5, 8]
@@ -56,11 +62,7 @@ def _model(architecture: str):
 
 
 def _logits_and_gradients(model, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    logits = run()
-    torch.nn.functional.cross_entropy(logits, LABELS).backward()
-    return logits.detach(), {n: p.grad for n, p in model.named_parameters()
-                             if p.grad is not None}
+    return logits_and_gradients(model, run, LABELS)
 
 
 def test_every_architecture_of_this_file_is_mapped():
@@ -75,14 +77,11 @@ def test_the_staged_forward_gives_the_models_logits_and_gradients(architecture):
     padded = _padded(examples)
     reference, expected = _logits_and_gradients(model, lambda: model(**padded.tokens).logits)
     batches = [padded, _packed(examples)] if staged.packs else [padded]
+    assert expected.keys() == {n for n, _ in model.named_parameters()}
     for batch in batches:
-        logits, gradients = _logits_and_gradients(
-            model, lambda batch=batch: forward_logits(staged, batch, 0))
-        torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
-        assert gradients.keys() == expected.keys() == {n for n, _ in model.named_parameters()}
-        for name, gradient in gradients.items():
-            torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6,
-                                       msg=lambda m, name=name: f"{name}: {m}")
+        assert_same_logits_and_gradients(
+            _logits_and_gradients(model, lambda batch=batch: forward_logits(staged, batch, 0)),
+            (reference, expected))
 
 
 @pytest.mark.parametrize("attention", ["eager", "numpy"])

@@ -15,6 +15,7 @@ from freezebench.model.layer_map import build_layer_map
 from freezebench.model.readout import TokenReadout
 from freezebench.model.staged import StagedForward, computes_first_token_only
 
+from .architectures import assert_same_logits_and_gradients, logits_and_gradients
 from .conftest import build_tiny_model
 
 LENGTHS = [9, 4, 12, 7, 3, 12, 5]
@@ -57,11 +58,7 @@ def _packed(examples: list[torch.Tensor], labels: torch.Tensor) -> Batch:
 
 
 def _logits_and_gradients(model, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    logits = run()
-    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1] * 3 + [0])).backward()
-    return logits.detach(), {n: p.grad for n, p in model.named_parameters()
-                             if p.grad is not None}
+    return logits_and_gradients(model, run, torch.tensor([0, 1] * 3 + [0]))
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager", "numpy"])
@@ -74,13 +71,9 @@ def test_the_cut_last_block_gives_the_models_logits_and_gradients(architecture, 
     reference, expected = _logits_and_gradients(model, lambda: model(**padded.tokens).logits)
     assert computes_first_token_only(model)
     for batch in (padded, _packed(examples, labels)):
-        logits, gradients = _logits_and_gradients(
-            model, lambda batch=batch: forward_logits(staged, batch, 0))
-        torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
-        assert gradients.keys() == expected.keys()
-        for name, gradient in gradients.items():
-            torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6,
-                                       msg=lambda m, name=name: f"{name}: {m}")
+        assert_same_logits_and_gradients(
+            _logits_and_gradients(model, lambda batch=batch: forward_logits(staged, batch, 0)),
+            (reference, expected))
 
 
 @pytest.mark.parametrize("architecture", ["bert", "distilbert"])

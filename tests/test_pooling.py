@@ -20,7 +20,11 @@ from freezebench.model.staged import StagedForward, computes_first_token_only
 from freezebench.saving import check_saveable
 from freezebench.strategies import plan_for
 
-from .architectures import build_new_model
+from .architectures import (
+    assert_same_logits_and_gradients,
+    build_new_model,
+    logits_and_gradients,
+)
 from .conftest import build_tiny_model, minilm_path
 from .test_architectures import LABELS, _examples, _packed, _padded, _split
 from .test_saving import twenty_test_texts  # noqa: F401 (a fixture)
@@ -57,11 +61,7 @@ def _reference_mean_logits(model, staged: StagedForward, tokens) -> torch.Tensor
 
 
 def _logits_and_gradients(model, run):
-    model.zero_grad(set_to_none=True)
-    logits = run()
-    torch.nn.functional.cross_entropy(logits, LABELS).backward()
-    return logits.detach(), {n: p.grad for n, p in model.named_parameters()
-                             if p.grad is not None}
+    return logits_and_gradients(model, run, LABELS)
 
 
 @pytest.mark.parametrize("architecture", STAGED)
@@ -76,13 +76,9 @@ def test_mean_pooling_equals_the_mean_of_the_models_last_hidden_states(architect
     own = model(**padded.tokens).logits.detach()
     assert not torch.allclose(own, reference, atol=1e-3)  # the mean is not the own head
     for batch in (padded, _packed(examples)):
-        logits, gradients = _logits_and_gradients(
-            model, lambda batch=batch: forward_logits(staged, batch, 0))
-        torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
-        assert gradients.keys() == expected.keys()
-        for name, gradient in gradients.items():
-            torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6,
-                                       msg=lambda m, name=name: f"{name}: {m}")
+        assert_same_logits_and_gradients(
+            _logits_and_gradients(model, lambda batch=batch: forward_logits(staged, batch, 0)),
+            (reference, expected))
 
 
 @pytest.mark.parametrize("architecture", ["bert", "llama"])
