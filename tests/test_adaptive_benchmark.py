@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptive_freezing.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("adaptive_freezing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_the_benchmark_compares_adaptive_strategies_with_full_and_static(
         tiny_model_dirs, sentiment_folder, tmp_path, capsys):
-    benchmark = _load_benchmark()
+    benchmark = load_benchmark("adaptive_freezing")
     out = tmp_path / "bench"
     args = ["--model", tiny_model_dirs["bert"], "--dataset", str(sentiment_folder),
             "--seeds", "2", "--epochs", "1", "--bottom-ks", "1", "2", "--batch-size", "8",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -15,17 +14,9 @@ import yaml
 
 from freezebench.errors import FreezebenchError
 
-from .conftest import minilm_path, rotten_tomatoes_path
+from .conftest import load_benchmark, minilm_path, rotten_tomatoes_path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_vs_freezebench.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("trainer_vs_freezebench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
 
 
 def _study(tmp_path, model_dir, dataset, strategies) -> Path:
@@ -40,7 +31,7 @@ def _study(tmp_path, model_dir, dataset, strategies) -> Path:
 def test_benchmark_runs_every_run_of_the_study_on_both_sides(
     tiny_model_dirs, sentiment_folder, tmp_path, capsys
 ):
-    benchmark = _load_benchmark()
+    benchmark = load_benchmark("trainer_vs_freezebench")
     study = _study(tmp_path, tiny_model_dirs["bert"], sentiment_folder, [
         {"name": "head", "learning_rates": [1e-3, 1e-2]}, {"name": "full",
                                                             "learning_rates": [1e-4]}])
@@ -89,7 +80,7 @@ def test_benchmark_runs_every_run_of_the_study_on_both_sides(
 def test_benchmark_refuses_a_strategy_the_trainer_cannot_reproduce(
     tiny_model_dirs, sentiment_folder, tmp_path
 ):
-    benchmark = _load_benchmark()
+    benchmark = load_benchmark("trainer_vs_freezebench")
     study = _study(tmp_path, tiny_model_dirs["bert"], sentiment_folder, ["full", "gradual"])
     with pytest.raises(FreezebenchError, match="'gradual' changes what trains"):
         benchmark.main(["--study", str(study), "--device", "cpu", "--output-dir",
@@ -98,10 +89,7 @@ def test_benchmark_refuses_a_strategy_the_trainer_cannot_reproduce(
 
 
 def test_random_bert_base_has_bert_base_shapes_and_loads_as_a_freezebench_model(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "random_bert_base", SCRIPT.parent / "random_bert_base.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("random_bert_base")
     folder = module.write_random_bert_base(tmp_path / "bert-base")
 
     from freezebench.model.layer_map import build_layer_map, count_parameters

@@ -3,27 +3,16 @@ its figures order as freezing says they must."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "decoder_memory.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("decoder_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    return _load_benchmark()
+    return load_benchmark("decoder_memory")
 
 
 def test_the_benchmark_measures_every_strategy_and_the_peer(benchmark, sentiment_folder,
