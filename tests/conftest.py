@@ -136,3 +136,25 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# strategies that may train every tensor within the step or two of a contract test (the adaptive
+# ones freeze only later in training)
+TRAINS_ALL_AT_FIRST = ("full", "gradual", "autofreeze", "freezeout")
+
+
+def assert_trained_only_what_it_names(strategy: str, before: dict, after: dict, ever: set[str],
+                                      head: list[str], optimizer) -> set[str]:
+    """The strategy's contract after training: a partial strategy froze something, no frozen
+    tensor changed or has optimizer state, the head and most trainable tensors moved. Returns
+    the frozen tensors' names."""
+    frozen = set(after) - ever
+    assert frozen or strategy in TRAINS_ALL_AT_FIRST, "partial strategies freeze something"
+    for name in frozen:
+        assert torch.equal(before[name], after[name]), f"frozen {name} changed"
+    changed = {n for n in ever if not torch.equal(before[n], after[n])}
+    assert set(head) <= changed
+    assert len(changed) >= 0.5 * len(ever), "most trainable tensors must move"
+    state_owners = {id(p) for p in optimizer.state}
+    assert all(id(after[n]) not in state_owners for n in frozen), "no state for frozen params"
+    return frozen
