@@ -41,6 +41,24 @@ def test_plot_functions_return_figures_and_none_without_data(study):
         "time-to-quality"]
 
 
+def test_each_axis_names_its_own_unit(study):
+    """The metric's unit on the quality axes, the cost's on the cost axes (a cost unit once
+    overwrote the metric's: 'Test macro-F1 (s)')."""
+    s = study.summary
+    pareto = plots.plot_pareto(s, cost="time", metric="macro-F1").axes[0]
+    assert pareto.get_ylabel().startswith("Test macro-F1 (%)")
+    assert pareto.get_xlabel().startswith("Training time (s)")
+    quality, seconds = plots.plot_frozen_blocks(s, metric="macro-F1").axes
+    assert quality.get_ylabel().startswith("Test macro-F1 (%)")
+    assert seconds.get_ylabel().startswith("Training time (s)")
+    curves = plots.plot_time_to_quality(study.curves, metric="macro-F1").axes
+    assert [ax.get_ylabel() for ax in curves] == [
+        "Validation macro-F1 (%)", "Validation macro-F1 (%)", "Test macro-F1 (%)",
+        "Test macro-F1 (%)"]
+    assert curves[0].get_xlabel() == "Training time, standalone (s)"
+    assert curves[1].get_xlabel().startswith("Training compute, standalone (")
+
+
 def test_nothing_drawn_falls_off_the_figure(study, tmp_path):
     build.write_records(tmp_path, [  # three strategies: one frontier panel, legend stacked
         build.make_record("full"), build.make_record("head", test_f1=0.70, seconds=20.0),

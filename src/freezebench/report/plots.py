@@ -71,7 +71,7 @@ def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
     data = summary.dropna(subset=["quality_mean", f"{col}_mean"]).reset_index(drop=True)
     if data.empty:
         return None
-    factor, unit = scale(data[f"{col}_mean"], family)
+    factor, cost_unit = scale(data[f"{col}_mean"], family)
     points = pd.DataFrame({
         "label": data["strategy_label"], "x": data[f"{col}_mean"] / factor,
         "y": data["quality_mean"] * 100, "xerr": data[f"{col}_std"].fillna(0) / factor,
@@ -97,7 +97,7 @@ def plot_pareto(summary: pd.DataFrame, *, cost: str = "time",
         ax = fig.add_subplot(1, len(panels), i + 1)
         _draw_tradeoff(ax, shown, line, limit, zoom=i > 0)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel(f"{title} ({unit}), mean ± std over seeds")
+        ax.set_xlabel(f"{title} ({cost_unit}), mean ± std over seeds")
         ax.set_ylabel(f"Test {metric} ({unit}), mean ± std over seeds")
     fig.suptitle(f"Test {metric} against {title.lower()}: up and to the left is better")
     fig.legend(handles=_tradeoff_legend(limit, tolerance_points, baseline), loc="lower center",
@@ -174,11 +174,11 @@ def plot_frozen_blocks(summary: pd.DataFrame, *, baseline: str = BASELINE,
         return None
     base = summary[summary["strategy_label"] == baseline].assign(k=-1)
     rows = pd.concat([base, rows]).sort_values("k")
-    factor, unit = scale(rows["seconds_mean"], "time")
+    factor, time_unit = scale(rows["seconds_mean"], "time")
     fig = _figure(9.0, 4.0)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.15, wspace=0.28)
     panels = [("quality", 100, f"Test {metric} ({unit})"), ("seconds", 1 / factor,
-                                                       f"Training time ({unit})")]
+                                                       f"Training time ({time_unit})")]
     for i, (col, mult, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         ax.errorbar(rows["k"], rows[f"{col}_mean"] * mult, yerr=rows[f"{col}_std"].fillna(0) * mult,
@@ -246,7 +246,7 @@ def plot_time_to_quality(curves: pd.DataFrame, *, order: list[str] | None = None
         for col, (x, title, family) in enumerate([("seconds", "Training time", "time"),
                                                   ("flops", "Training compute", "flops")]):
             ax = fig.add_subplot(2, 2, 2 * row + col + 1)
-            factor, unit = scale(curves[x], family)
+            factor, x_unit = scale(curves[x], family)
             for label in labels:
                 line = curves[curves["strategy_label"] == label].sort_values("step")
                 xs = line[x] / factor
@@ -255,7 +255,7 @@ def plot_time_to_quality(curves: pd.DataFrame, *, order: list[str] | None = None
                 low, high = line[f"{split}_low"] * 100, line[f"{split}_high"] * 100
                 if low.notna().any():
                     ax.fill_between(xs, low, high, color=palette[label], alpha=0.15, lw=0)
-            ax.set_xlabel(f"{title}, standalone ({unit})")
+            ax.set_xlabel(f"{title}, standalone ({x_unit})")
             ax.set_ylabel(f"{split.capitalize()} {metric} ({unit})")
             ax.grid(alpha=0.3)
     handles, names = fig.axes[0].get_legend_handles_labels()
